@@ -1,0 +1,5 @@
+//! videovla: run VideoVLA and look at what it predicts.
+//!
+//! Data flow: `model` (network, samplers, weights) → `engine` (worker thread) →
+//! `action` (semantics, stats, trajectory) → `ui` / `export`; beside them `sim`
+//! (built-in robot), `robot`, `compare`, `cli`.
