@@ -3,3 +3,7 @@
 //! Data flow: `model` (network, samplers, weights) → `engine` (worker thread) →
 //! `action` (semantics, stats, trajectory) → `ui` / `export`; beside them `sim`
 //! (built-in robot), `robot`, `compare`, `cli`.
+
+pub mod cli;
+pub mod model;
+pub mod sim;

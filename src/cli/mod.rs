@@ -1,0 +1,28 @@
+//! Command-line front end. Each subcommand lives in its own file and owns its clap `Args`.
+
+use clap::{Parser, Subcommand};
+
+pub mod sim;
+
+#[derive(Parser, Debug)]
+#[command(name = "videovla", version, about = "Run VideoVLA and look at what it imagines")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// The built-in tabletop robot: record datasets, evaluate policies, show rollouts.
+    Sim(sim::SimArgs),
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Some(Command::Sim(args)) => sim::run(args),
+        None => {
+            println!("videovla: the viewer is not built yet; see `videovla --help`");
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! The VideoVLA network, its samplers and weight loading.
