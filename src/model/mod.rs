@@ -1,1 +1,11 @@
 //! The VideoVLA network, its samplers and weight loading.
+//!
+//! `dit` (the joint video + action transformer), `vae` (CogVideoX 3D causal VAE), `text` (T5),
+//! `schedule` + `sampler` (zero-SNR v-prediction, DPM-Solver++(2M) SDE and DDIM with
+//! DynamicCFG), `preprocess` (the released image preprocessing).
+
+pub mod dit;
+pub mod preprocess;
+pub mod sampler;
+pub mod schedule;
+pub mod text;
