@@ -1,1 +1,4 @@
 //! The VideoVLA network, its samplers and weight loading.
+
+pub mod conv3d;
+pub mod vae;
