@@ -1,0 +1,618 @@
+//! The CogVideoX 3-D causal VAE (diffusers `AutoencoderKLCogVideoX`, as installed: 0.42.1).
+//!
+//! Weight names are diffusers' (`encoder.down_blocks.0.resnets.0.conv1.conv.weight`, …).
+//! Inputs and outputs use the PyTorch layout `(B, C, T, H, W)`; internally activations are
+//! frame-major `(B, T, C, H, W)` (see `conv3d.rs`).
+//!
+//! Chunking mirrors diffusers 0.42.1 exactly, because GroupNorm statistics are per chunk:
+//! * `decode`: latent frames in chunks of 2, the remainder joining the first chunk
+//!   (13 → [0:3], [3:5], …, [11:13]), causal-conv caches carried between chunks.
+//! * `encode`: **the encoder is chunked too** (`num_sample_frames_batch_size = 8`): pixel
+//!   frames [0:8+r], [8+r:16+r], … with r = T mod 8 (49 → [0:9], [9:17], …, [41:49]), caches
+//!   carried. A single image is one chunk. The temporal down-sampling pairs frames the same way
+//!   as an unchunked pass, so the only difference from an unchunked encode is the per-chunk
+//!   GroupNorm statistics. [`AutoencoderKLCogVideoX::encode_frame_batch`] exposes the choice.
+
+use candle_core::{Module, Result, Tensor};
+use candle_nn::VarBuilder;
+use serde::Deserialize;
+
+use super::conv3d::{CausalConv3d, ConvCache, GroupNorm3d, PointwiseConv3d};
+
+/// diffusers' `vae/config.json` for `AutoencoderKLCogVideoX`; unknown keys are ignored and
+/// missing keys take the released CogVideoX(-5B-I2V) values.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct VaeConfig {
+    pub in_channels: usize,
+    pub out_channels: usize,
+    pub block_out_channels: Vec<usize>,
+    pub latent_channels: usize,
+    pub layers_per_block: usize,
+    pub norm_eps: f64,
+    pub norm_num_groups: usize,
+    pub temporal_compression_ratio: f64,
+    pub scaling_factor: f64,
+    pub shift_factor: Option<f64>,
+    pub act_fn: String,
+    pub down_block_types: Option<Vec<String>>,
+    pub up_block_types: Option<Vec<String>>,
+    pub use_quant_conv: bool,
+    pub use_post_quant_conv: bool,
+}
+
+impl Default for VaeConfig {
+    fn default() -> Self {
+        Self {
+            in_channels: 3,
+            out_channels: 3,
+            block_out_channels: vec![128, 256, 256, 512],
+            latent_channels: 16,
+            layers_per_block: 3,
+            norm_eps: 1e-6,
+            norm_num_groups: 32,
+            temporal_compression_ratio: 4.0,
+            scaling_factor: 0.7,
+            shift_factor: None,
+            act_fn: "silu".into(),
+            down_block_types: None,
+            up_block_types: None,
+            use_quant_conv: false,
+            use_post_quant_conv: false,
+        }
+    }
+}
+
+impl VaeConfig {
+    /// The released CogVideoX-5B(-I2V) VAE with VideoVLA's scale factor 0.7.
+    pub fn released() -> Self {
+        Self::default()
+    }
+
+    /// A small VAE with the same structure (4 levels, 8× spatial, 4× temporal compression).
+    pub fn tiny() -> Self {
+        Self {
+            block_out_channels: vec![16, 32, 32, 32],
+            latent_channels: 4,
+            layers_per_block: 1,
+            norm_num_groups: 4,
+            ..Self::default()
+        }
+    }
+
+    /// Parse a diffusers config.json, or a fixture json holding it under `"config"`.
+    pub fn from_json_str(s: &str) -> anyhow::Result<Self> {
+        let v: serde_json::Value = serde_json::from_str(s)?;
+        let v = match v.get("config") {
+            Some(c) if c.is_object() => c.clone(),
+            _ => v,
+        };
+        let cfg: Self = serde_json::from_value(v)?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    pub fn validate(&self) -> anyhow::Result<()> {
+        let n = self.block_out_channels.len();
+        anyhow::ensure!(n >= 1, "VAE config: block_out_channels is empty");
+        for (key, types, want) in [
+            ("down_block_types", &self.down_block_types, "CogVideoXDownBlock3D"),
+            ("up_block_types", &self.up_block_types, "CogVideoXUpBlock3D"),
+        ] {
+            if let Some(t) = types {
+                anyhow::ensure!(t.len() == n, "VAE config: {key} has {} entries, block_out_channels {n}", t.len());
+                anyhow::ensure!(t.iter().all(|s| s == want), "VAE config: {key} must all be {want}, got {t:?}");
+            }
+        }
+        anyhow::ensure!(matches!(self.act_fn.as_str(), "silu" | "swish"), "VAE config: act_fn {} unsupported", self.act_fn);
+        for &c in &self.block_out_channels {
+            anyhow::ensure!(
+                self.norm_num_groups > 0 && c % self.norm_num_groups == 0,
+                "VAE config: norm_num_groups {} does not divide {c}",
+                self.norm_num_groups
+            );
+        }
+        anyhow::ensure!(self.temporal_compress_level() < n, "VAE config: temporal compression too large");
+        Ok(())
+    }
+
+    /// log2(temporal_compression_ratio): how many of the first blocks also halve time.
+    pub fn temporal_compress_level(&self) -> usize {
+        self.temporal_compression_ratio.log2().floor() as usize
+    }
+
+    /// Pixel frames produced for `t` latent frames: 1 + ratio·(t−1).
+    pub fn frames_for_latents(&self, t: usize) -> usize {
+        let r = 1usize << self.temporal_compress_level();
+        if t == 0 { 0 } else { 1 + r * (t - 1) }
+    }
+}
+
+fn silu(x: &Tensor) -> Result<Tensor> {
+    x.silu()
+}
+
+/// Nearest resize of a frame-major `(B, t, C, h, w)` to `(B, T, C, H, W)` with PyTorch's
+/// `F.interpolate(mode="nearest", size=...)` index rule `src = floor(dst · in/out)`.
+fn resize_nearest_3d(x: &Tensor, t_out: usize, h_out: usize, w_out: usize) -> Result<Tensor> {
+    let (b, t, c, h, w) = x.dims5()?;
+    let x = if (h, w) != (h_out, w_out) {
+        x.reshape((b * t, c, h, w))?.upsample_nearest2d(h_out, w_out)?.reshape((b, t, c, h_out, w_out))?
+    } else {
+        x.clone()
+    };
+    if t == t_out {
+        return Ok(x);
+    }
+    let scale = t as f32 / t_out as f32;
+    let idx: Vec<u32> = (0..t_out).map(|d| ((d as f32 * scale).floor() as usize).min(t - 1) as u32).collect();
+    let idx = Tensor::new(idx.as_slice(), x.device())?;
+    x.index_select(&idx, 1)
+}
+
+/// diffusers `CogVideoXSpatialNorm3D`: `GroupNorm(f)·conv_y(zq') + conv_b(zq')`, `zq'` the
+/// latent resized to `f` (first frame separately when `f` has an odd number > 1 of frames).
+/// conv_y/conv_b are pointwise, so they run on the small latent before the (exactly
+/// commuting) nearest resize, fused into one convolution.
+#[derive(Debug, Clone)]
+struct SpatialNorm3d {
+    norm: GroupNorm3d,
+    conv_yb: PointwiseConv3d,
+    channels: usize,
+}
+
+impl SpatialNorm3d {
+    fn new(f_channels: usize, zq_channels: usize, groups: usize, vb: VarBuilder) -> Result<Self> {
+        let norm = GroupNorm3d::new(groups, f_channels, 1e-6, vb.pp("norm_layer"))?;
+        let conv_y = PointwiseConv3d::new(zq_channels, f_channels, vb.pp("conv_y").pp("conv"))?;
+        let conv_b = PointwiseConv3d::new(zq_channels, f_channels, vb.pp("conv_b").pp("conv"))?;
+        let conv_yb = PointwiseConv3d::concat(&[&conv_y, &conv_b])?;
+        Ok(Self { norm, conv_yb, channels: f_channels })
+    }
+
+    fn forward(&self, f: &Tensor, zq: &Tensor) -> Result<Tensor> {
+        let (_, t, _, h, w) = f.dims5()?;
+        let yb = self.conv_yb.forward(zq)?;
+        let zt = zq.dim(1)?;
+        let yb = if t > 1 && t % 2 == 1 {
+            let first = resize_nearest_3d(&yb.narrow(1, 0, 1)?, 1, h, w)?;
+            let rest = resize_nearest_3d(&yb.narrow(1, 1, zt - 1)?, t - 1, h, w)?;
+            Tensor::cat(&[&first, &rest], 1)?
+        } else {
+            resize_nearest_3d(&yb, t, h, w)?
+        };
+        let y = yb.narrow(2, 0, self.channels)?;
+        let b = yb.narrow(2, self.channels, self.channels)?;
+        self.norm.forward(f)?.mul(&y)?.add(&b)
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Norm {
+    Group(GroupNorm3d),
+    Spatial(SpatialNorm3d),
+}
+
+impl Norm {
+    fn forward(&self, x: &Tensor, zq: Option<&Tensor>) -> Result<Tensor> {
+        match (self, zq) {
+            (Norm::Group(n), _) => n.forward(x),
+            (Norm::Spatial(n), Some(z)) => n.forward(x, z),
+            (Norm::Spatial(_), None) => candle_core::bail!("spatial norm needs the latent"),
+        }
+    }
+}
+
+/// diffusers `CogVideoXResnetBlock3D` (no time embedding, no conv shortcut option).
+#[derive(Debug, Clone)]
+struct ResnetBlock3d {
+    norm1: Norm,
+    conv1: CausalConv3d,
+    norm2: Norm,
+    conv2: CausalConv3d,
+    shortcut: Option<PointwiseConv3d>,
+}
+
+impl ResnetBlock3d {
+    fn new(in_c: usize, out_c: usize, cfg: &VaeConfig, spatial_norm_dim: Option<usize>, vb: VarBuilder) -> Result<Self> {
+        let g = cfg.norm_num_groups;
+        let (norm1, norm2) = match spatial_norm_dim {
+            None => (
+                Norm::Group(GroupNorm3d::new(g, in_c, cfg.norm_eps, vb.pp("norm1"))?),
+                Norm::Group(GroupNorm3d::new(g, out_c, cfg.norm_eps, vb.pp("norm2"))?),
+            ),
+            Some(z) => (
+                Norm::Spatial(SpatialNorm3d::new(in_c, z, g, vb.pp("norm1"))?),
+                Norm::Spatial(SpatialNorm3d::new(out_c, z, g, vb.pp("norm2"))?),
+            ),
+        };
+        let conv1 = CausalConv3d::new(in_c, out_c, 3, vb.pp("conv1"))?;
+        let conv2 = CausalConv3d::new(out_c, out_c, 3, vb.pp("conv2"))?;
+        let shortcut = if in_c != out_c { Some(PointwiseConv3d::new(in_c, out_c, vb.pp("conv_shortcut"))?) } else { None };
+        Ok(Self { norm1, conv1, norm2, conv2, shortcut })
+    }
+
+    fn forward(&self, x: &Tensor, zq: Option<&Tensor>, cache: &mut ConvCache) -> Result<Tensor> {
+        let h = silu(&self.norm1.forward(x, zq)?)?;
+        let h = self.conv1.forward(&h, Some(cache))?;
+        let h = silu(&self.norm2.forward(&h, zq)?)?;
+        let h = self.conv2.forward(&h, Some(cache))?;
+        let skip = match &self.shortcut {
+            Some(s) => s.forward(x)?,
+            None => x.clone(),
+        };
+        h + skip
+    }
+}
+
+/// A `Conv2d(c, c, 3)` applied to every frame of a frame-major `(B, T, C, H, W)` tensor
+/// (`{prefix}.conv.weight`, `{prefix}.conv.bias`).
+#[derive(Debug, Clone)]
+struct FrameConv2d {
+    w: Tensor,
+    b: Tensor,
+}
+
+impl FrameConv2d {
+    fn new(c: usize, vb: VarBuilder) -> Result<Self> {
+        let vb = vb.pp("conv");
+        Ok(Self { w: vb.get((c, c, 3, 3), "weight")?, b: vb.get(c, "bias")? })
+    }
+
+    fn forward(&self, x: &Tensor, padding: usize, stride: usize) -> Result<Tensor> {
+        let (b, t, c, h, w) = x.dims5()?;
+        let y = x.reshape((b * t, c, h, w))?.conv2d(&self.w, padding, stride, 1, 1)?;
+        let (_, o, ho, wo) = y.dims4()?;
+        y.reshape((b, t, o, ho, wo))?.broadcast_add(&self.b.reshape((1, 1, o, 1, 1))?)
+    }
+}
+
+/// diffusers `CogVideoXDownsample3D` / `CogVideoXUpsample3D` (weights `{prefix}.conv.*`).
+#[derive(Debug, Clone)]
+struct Resample3d {
+    conv: FrameConv2d,
+    compress_time: bool,
+    up: bool,
+}
+
+impl Resample3d {
+    fn new(c: usize, compress_time: bool, up: bool, vb: VarBuilder) -> Result<Self> {
+        Ok(Self { conv: FrameConv2d::new(c, vb)?, compress_time, up })
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        if self.up {
+            self.upsample(x)
+        } else {
+            self.downsample(x)
+        }
+    }
+
+    /// Optional time halving (first frame kept when the frame count is odd, then pairs
+    /// averaged), zero pad right/bottom by 1, Conv2d k3 s2 per frame.
+    fn downsample(&self, x: &Tensor) -> Result<Tensor> {
+        let mut x = x.clone();
+        if self.compress_time {
+            let (b, t, c, h, w) = x.dims5()?;
+            let pairs = |y: &Tensor, n: usize| -> Result<Tensor> {
+                // (a + b) / 2 as avg_pool1d(kernel 2, stride 2).
+                let y = y.reshape((b, n / 2, 2, c, h, w))?;
+                (y.narrow(2, 0, 1)?.squeeze(2)? + y.narrow(2, 1, 1)?.squeeze(2)?)? / 2.0
+            };
+            x = if t % 2 == 1 {
+                if t > 1 {
+                    Tensor::cat(&[&x.narrow(1, 0, 1)?, &pairs(&x.narrow(1, 1, t - 1)?, t - 1)?], 1)?
+                } else {
+                    x
+                }
+            } else {
+                pairs(&x, t)?
+            };
+        }
+        self.conv.forward(&x.pad_with_zeros(3, 0, 1)?.pad_with_zeros(4, 0, 1)?, 0, 2)
+    }
+
+    /// Nearest ×2 in space (and in time when `compress_time`, the first frame of an odd
+    /// count > 1 not doubled), then Conv2d k3 p1 per frame.
+    fn upsample(&self, x: &Tensor) -> Result<Tensor> {
+        let (b, t, c, h, w) = x.dims5()?;
+        let x = x.reshape((b * t, c, h, w))?.upsample_nearest2d(2 * h, 2 * w)?.reshape((b, t, c, 2 * h, 2 * w))?;
+        let x = if self.compress_time && t > 1 {
+            let idx: Vec<u32> = if t % 2 == 1 {
+                std::iter::once(0).chain((1..t as u32).flat_map(|i| [i, i])).collect()
+            } else {
+                (0..t as u32).flat_map(|i| [i, i]).collect()
+            };
+            x.index_select(&Tensor::new(idx.as_slice(), x.device())?, 1)?
+        } else {
+            x
+        };
+        self.conv.forward(&x, 1, 1)
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Encoder {
+    conv_in: CausalConv3d,
+    down: Vec<(Vec<ResnetBlock3d>, Option<Resample3d>)>,
+    mid: Vec<ResnetBlock3d>,
+    norm_out: GroupNorm3d,
+    conv_out: CausalConv3d,
+}
+
+impl Encoder {
+    fn new(cfg: &VaeConfig, vb: VarBuilder) -> Result<Self> {
+        let ch = &cfg.block_out_channels;
+        let n = ch.len();
+        let conv_in = CausalConv3d::new(cfg.in_channels, ch[0], 3, vb.pp("conv_in"))?;
+        let mut down = Vec::with_capacity(n);
+        let mut out_c = ch[0];
+        for (i, &c) in ch.iter().enumerate() {
+            let in_c = out_c;
+            out_c = c;
+            let vbb = vb.pp("down_blocks").pp(i);
+            let resnets = (0..cfg.layers_per_block)
+                .map(|j| ResnetBlock3d::new(if j == 0 { in_c } else { out_c }, out_c, cfg, None, vbb.pp("resnets").pp(j)))
+                .collect::<Result<Vec<_>>>()?;
+            let ds = if i + 1 < n {
+                Some(Resample3d::new(out_c, i < cfg.temporal_compress_level(), false, vbb.pp("downsamplers").pp(0))?)
+            } else {
+                None
+            };
+            down.push((resnets, ds));
+        }
+        let c = ch[n - 1];
+        let mid = (0..2)
+            .map(|j| ResnetBlock3d::new(c, c, cfg, None, vb.pp("mid_block").pp("resnets").pp(j)))
+            .collect::<Result<Vec<_>>>()?;
+        let norm_out = GroupNorm3d::new(cfg.norm_num_groups, c, 1e-6, vb.pp("norm_out"))?;
+        let conv_out = CausalConv3d::new(c, 2 * cfg.latent_channels, 3, vb.pp("conv_out"))?;
+        Ok(Self { conv_in, down, mid, norm_out, conv_out })
+    }
+
+    /// Frame-major in and out.
+    fn forward(&self, x: &Tensor, cache: &mut ConvCache) -> Result<Tensor> {
+        cache.begin();
+        let mut h = self.conv_in.forward(x, Some(cache))?;
+        for (resnets, ds) in &self.down {
+            for r in resnets {
+                h = r.forward(&h, None, cache)?;
+            }
+            if let Some(ds) = ds {
+                h = ds.forward(&h)?;
+            }
+        }
+        for r in &self.mid {
+            h = r.forward(&h, None, cache)?;
+        }
+        let h = silu(&self.norm_out.forward(&h)?)?;
+        self.conv_out.forward(&h, Some(cache))
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Decoder {
+    conv_in: CausalConv3d,
+    mid: Vec<ResnetBlock3d>,
+    up: Vec<(Vec<ResnetBlock3d>, Option<Resample3d>)>,
+    norm_out: SpatialNorm3d,
+    conv_out: CausalConv3d,
+}
+
+impl Decoder {
+    fn new(cfg: &VaeConfig, vb: VarBuilder) -> Result<Self> {
+        let rev: Vec<usize> = cfg.block_out_channels.iter().rev().copied().collect();
+        let n = rev.len();
+        let z = cfg.latent_channels;
+        let conv_in = CausalConv3d::new(z, rev[0], 3, vb.pp("conv_in"))?;
+        let mid = (0..2)
+            .map(|j| ResnetBlock3d::new(rev[0], rev[0], cfg, Some(z), vb.pp("mid_block").pp("resnets").pp(j)))
+            .collect::<Result<Vec<_>>>()?;
+        let mut up = Vec::with_capacity(n);
+        let mut out_c = rev[0];
+        for (i, &c) in rev.iter().enumerate() {
+            let in_c = out_c;
+            out_c = c;
+            let vbb = vb.pp("up_blocks").pp(i);
+            let resnets = (0..cfg.layers_per_block + 1)
+                .map(|j| ResnetBlock3d::new(if j == 0 { in_c } else { out_c }, out_c, cfg, Some(z), vbb.pp("resnets").pp(j)))
+                .collect::<Result<Vec<_>>>()?;
+            let us = if i + 1 < n {
+                Some(Resample3d::new(out_c, i < cfg.temporal_compress_level(), true, vbb.pp("upsamplers").pp(0))?)
+            } else {
+                None
+            };
+            up.push((resnets, us));
+        }
+        let norm_out = SpatialNorm3d::new(rev[n - 1], z, cfg.norm_num_groups, vb.pp("norm_out"))?;
+        let conv_out = CausalConv3d::new(rev[n - 1], cfg.out_channels, 3, vb.pp("conv_out"))?;
+        Ok(Self { conv_in, mid, up, norm_out, conv_out })
+    }
+
+    /// Frame-major latent chunk in, frame-major pixels out.
+    fn forward(&self, z: &Tensor, cache: &mut ConvCache) -> Result<Tensor> {
+        cache.begin();
+        let mut h = self.conv_in.forward(z, Some(cache))?;
+        for r in &self.mid {
+            h = r.forward(&h, Some(z), cache)?;
+        }
+        for (resnets, us) in &self.up {
+            for r in resnets {
+                h = r.forward(&h, Some(z), cache)?;
+            }
+            if let Some(us) = us {
+                h = us.forward(&h)?;
+            }
+        }
+        let h = silu(&self.norm_out.forward(&h, z)?)?;
+        self.conv_out.forward(&h, Some(cache))
+    }
+}
+
+/// Chunk ranges of diffusers' `_encode`/`_decode`: `max(n / batch, 1)` chunks of `batch`
+/// frames, the remainder `n % batch` added to the first chunk.
+pub fn frame_chunks(n: usize, batch: usize) -> Vec<std::ops::Range<usize>> {
+    if n == 0 {
+        return vec![];
+    }
+    let batch = batch.max(1);
+    let num = (n / batch).max(1);
+    let rem = n % batch;
+    (0..num)
+        .map(|i| {
+            let start = batch * i + if i == 0 { 0 } else { rem };
+            let end = (batch * (i + 1) + rem).min(n);
+            start..end
+        })
+        .collect()
+}
+
+/// State of a chunked decode: the causal-conv caches of the previous chunks.
+#[derive(Debug, Default, Clone)]
+pub struct DecodeState {
+    cache: ConvCache,
+}
+
+impl DecodeState {
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+/// diffusers `AutoencoderKLCogVideoX` (inference: encode to the posterior, chunked decode).
+#[derive(Debug, Clone)]
+pub struct AutoencoderKLCogVideoX {
+    encoder: Encoder,
+    decoder: Decoder,
+    quant_conv: Option<PointwiseConv3d>,
+    post_quant_conv: Option<PointwiseConv3d>,
+    cfg: VaeConfig,
+    /// Pixel frames per encoder chunk (diffusers 0.42.1: 8). `usize::MAX` = no chunking.
+    pub encode_frame_batch: usize,
+    /// Latent frames per decoder chunk (diffusers: 2).
+    pub decode_frame_batch: usize,
+}
+
+impl AutoencoderKLCogVideoX {
+    pub fn new(cfg: &VaeConfig, vb: VarBuilder) -> Result<Self> {
+        cfg.validate().map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+        let encoder = Encoder::new(cfg, vb.pp("encoder"))?;
+        let decoder = Decoder::new(cfg, vb.pp("decoder"))?;
+        // diffusers sizes these with out_channels (only consistent when it equals latent).
+        let quant_conv = if cfg.use_quant_conv {
+            Some(PointwiseConv3d::new(2 * cfg.out_channels, 2 * cfg.out_channels, vb.pp("quant_conv"))?)
+        } else {
+            None
+        };
+        let post_quant_conv = if cfg.use_post_quant_conv {
+            Some(PointwiseConv3d::new(cfg.out_channels, cfg.out_channels, vb.pp("post_quant_conv"))?)
+        } else {
+            None
+        };
+        Ok(Self {
+            encoder,
+            decoder,
+            quant_conv,
+            post_quant_conv,
+            cfg: cfg.clone(),
+            encode_frame_batch: 8,
+            decode_frame_batch: 2,
+        })
+    }
+
+    pub fn config(&self) -> &VaeConfig {
+        &self.cfg
+    }
+
+    /// `x: (B, in_channels, T, H, W)` in [-1, 1] → posterior `(mean, logvar)`, each
+    /// `(B, latent, 1 + (T−1)/4, H/8, W/8)`; logvar clamped to [−30, 20] as diffusers'
+    /// `DiagonalGaussianDistribution`. The latent for the DiT is `scaling_factor · mean`.
+    pub fn encode(&self, x: &Tensor) -> Result<(Tensor, Tensor)> {
+        let xf = x.permute((0, 2, 1, 3, 4))?.contiguous()?;
+        let t = xf.dim(1)?;
+        let mut cache = ConvCache::new();
+        let mut outs = Vec::new();
+        for r in frame_chunks(t, self.encode_frame_batch) {
+            let mut h = self.encoder.forward(&xf.narrow(1, r.start, r.len())?, &mut cache)?;
+            if let Some(q) = &self.quant_conv {
+                h = q.forward(&h)?;
+            }
+            outs.push(h);
+        }
+        let h = Tensor::cat(&outs, 1)?;
+        let c = h.dim(2)? / 2;
+        let mean = h.narrow(2, 0, c)?.permute((0, 2, 1, 3, 4))?.contiguous()?;
+        let logvar = h.narrow(2, c, c)?.clamp(-30f32, 20f32)?.permute((0, 2, 1, 3, 4))?.contiguous()?;
+        Ok((mean, logvar))
+    }
+
+    /// `z: (B, latent, t, h, w)`, already divided by the scaling factor → `(B, out, T, 8h, 8w)`
+    /// with the official chunking (see the module docs).
+    pub fn decode(&self, z: &Tensor) -> Result<Tensor> {
+        let t = z.dim(2)?;
+        let mut state = DecodeState::new();
+        let mut outs = Vec::new();
+        for r in frame_chunks(t, self.decode_frame_batch) {
+            outs.push(self.decode_chunk(&z.narrow(2, r.start, r.len())?, &mut state)?);
+        }
+        Tensor::cat(&outs, 2)
+    }
+
+    /// The latent-frame ranges `decode` processes one after the other.
+    pub fn decode_chunks(&self, latent_frames: usize) -> Vec<std::ops::Range<usize>> {
+        frame_chunks(latent_frames, self.decode_frame_batch)
+    }
+
+    /// Decode one chunk of latent frames `(B, latent, t, h, w)` continuing `state` (pass the
+    /// chunks of [`Self::decode_chunks`] in order to reproduce `decode` piece by piece, e.g.
+    /// for previews). The first chunk of 3 latents gives 9 frames, later chunks of 2 give 8.
+    pub fn decode_chunk(&self, z: &Tensor, state: &mut DecodeState) -> Result<Tensor> {
+        let mut zf = z.permute((0, 2, 1, 3, 4))?.contiguous()?;
+        if let Some(p) = &self.post_quant_conv {
+            zf = p.forward(&zf)?;
+        }
+        let y = self.decoder.forward(&zf, &mut state.cache)?;
+        y.permute((0, 2, 1, 3, 4))?.contiguous()
+    }
+
+    /// Decode all latent frames in one pass (no chunking; differs slightly from `decode`
+    /// through the GroupNorm statistics). Not what the official pipeline does.
+    pub fn decode_unchunked(&self, z: &Tensor) -> Result<Tensor> {
+        let mut state = DecodeState::new();
+        self.decode_chunk(z, &mut state)
+    }
+
+    /// Mean over the time axis helper for callers that want the posterior mode scaled for the
+    /// DiT: `scaling_factor · mean`.
+    pub fn scale_latent(&self, mean: &Tensor) -> Result<Tensor> {
+        mean.affine(self.cfg.scaling_factor, 0.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunk_ranges_match_diffusers() {
+        assert_eq!(frame_chunks(13, 2), vec![0..3, 3..5, 5..7, 7..9, 9..11, 11..13]);
+        assert_eq!(frame_chunks(5, 2), vec![0..3, 3..5]);
+        assert_eq!(frame_chunks(1, 2), vec![0..1]);
+        assert_eq!(frame_chunks(12, 2), vec![0..2, 2..4, 4..6, 6..8, 8..10, 10..12]);
+        assert_eq!(frame_chunks(49, 8), vec![0..9, 9..17, 17..25, 25..33, 33..41, 41..49]);
+        assert_eq!(frame_chunks(17, 8), vec![0..9, 9..17]);
+        assert_eq!(frame_chunks(1, 8), vec![0..1]);
+        assert_eq!(frame_chunks(5, 8), vec![0..5]);
+    }
+
+    #[test]
+    fn config_defaults_and_unknown_keys() {
+        let cfg = VaeConfig::from_json_str(r#"{"_class_name": "AutoencoderKLCogVideoX", "sample_height": 480, "scaling_factor": 0.7}"#)
+            .unwrap();
+        assert_eq!(cfg, VaeConfig::released());
+        assert_eq!(cfg.block_out_channels, vec![128, 256, 256, 512]);
+        assert_eq!(cfg.frames_for_latents(13), 49);
+        let bad = VaeConfig::from_json_str(r#"{"norm_num_groups": 7}"#);
+        assert!(bad.is_err());
+    }
+}
