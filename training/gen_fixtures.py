@@ -22,6 +22,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from videovla_ref.dit import DitConfig, VideoVLADiT  # noqa: E402
 from videovla_ref.randinit import randomize_  # noqa: E402
 from videovla_ref import sampling  # noqa: E402
+from videovla_ref.vae import CogVideoXVAE  # noqa: E402
 
 torch.use_deterministic_algorithms(True)
 
@@ -119,6 +120,12 @@ def write(out: str, name: str, meta: dict, weights: dict, io: dict):
         f.write("\n")
 
 
+def build_vae_tiny() -> CogVideoXVAE:
+    vae = CogVideoXVAE.from_config(VAE_TINY)
+    randomize_(vae, seed=4321, weight_gain=1.0, bias_std=0.1)
+    return vae.eval()
+
+
 def build_dit_tiny() -> VideoVLADiT:
     model = VideoVLADiT(DIT_TINY)
     randomize_(model, seed=1234, weight_gain=1.0, bias_std=0.1)
@@ -202,10 +209,33 @@ def fixture_sampler_ddim(out: str):
     _sampler_fixture(out, "sampler_ddim", "ddim", steps=4, seed=31)
 
 
+@torch.no_grad()
+def fixture_vae_tiny(out: str):
+    vae = build_vae_tiny()
+    g = gen(41)
+    video = torch.rand(1, 3, 17, 32, 32, generator=g) * 2 - 1
+    image = torch.rand(1, 3, 1, 32, 32, generator=g) * 2 - 1
+    mean, logvar = vae.encode(video)
+    image_mean, _ = vae.encode(image)
+    z = randn(g, 1, VAE_TINY["latent_channels"], 5, 4, 4)
+    decoded = vae.decode(z)
+    print(f"vae_tiny: |mean| rms {mean.pow(2).mean().sqrt():.3f}, logvar range [{logvar.min():.2f}, {logvar.max():.2f}], "
+          f"|decoded| rms {decoded.pow(2).mean().sqrt():.3f}")
+    meta = {
+        "config": VAE_TINY,
+        "decode_chunks": vae.decode_chunks(z.shape[2]),
+        "encode": "whole clip at once (SAT), logvar clamped to [-30, 20]",
+    }
+    write(out, "vae_tiny", meta, vae.state_dict(),
+          dict(video=video, posterior_mean=mean, posterior_logvar=logvar, image=image, image_mean=image_mean,
+               z=z, decoded=decoded))
+
+
 FIXTURES = {
     "dit_tiny": fixture_dit_tiny,
     "sampler_dpmpp": fixture_sampler_dpmpp,
     "sampler_ddim": fixture_sampler_ddim,
+    "vae_tiny": fixture_vae_tiny,
 }
 
 
