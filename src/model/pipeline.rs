@@ -338,11 +338,27 @@ impl VideoVla {
     }
 
     /// Predict the imagined video and the action chunk for one observation and instruction.
+    /// Noise comes from a ChaCha8 stream seeded with `params.seed` (same seed, same output).
     pub fn predict(
         &mut self,
         image: &image::RgbImage,
         instruction: &str,
         params: &PredictParams,
+        progress: &mut dyn FnMut(Progress),
+        cancel: &CancelToken,
+    ) -> anyhow::Result<Prediction> {
+        let mut noise = SeededNoise::new(params.seed);
+        self.predict_with_noise(image, instruction, params, &mut noise, progress, cancel)
+    }
+
+    /// `predict` with an explicit noise source. Draw order: image-posterior ε (when
+    /// sampling the posterior), initial video, initial actions, then the sampler's per-step noise.
+    pub fn predict_with_noise(
+        &mut self,
+        image: &image::RgbImage,
+        instruction: &str,
+        params: &PredictParams,
+        noise: &mut dyn NoiseSource,
         progress: &mut dyn FnMut(Progress),
         cancel: &CancelToken,
     ) -> anyhow::Result<Prediction> {
@@ -374,8 +390,7 @@ impl VideoVla {
         let size = self.config.image_size;
         let observation = preprocess::model_view(image, size);
         let pixels = preprocess::image_tensor(image, size, &self.device)?;
-        let mut noise = SeededNoise::new(params.seed);
-        let img_latent = self.image_latent(&pixels, params.image_latent, &mut noise)?;
+        let img_latent = self.image_latent(&pixels, params.image_latent, noise)?;
         let (_, _, c, h, w) = img_latent.dims5()?;
         let t = self.config.dit.latent_frames;
         let concat = if t > 1 {
@@ -397,7 +412,7 @@ impl VideoVla {
         let denoise_start = Instant::now();
         let mut preview_err = None;
         let this = &*self;
-        let out = sampler::sample(&this.dit, &cond, &params.sampler, params.num_samples, &mut noise, &mut |e| {
+        let out = sampler::sample(&this.dit, &cond, &params.sampler, params.num_samples, noise, &mut |e| {
             step_ms.push(ms(last));
             last = Instant::now();
             let want_preview = params.preview_every > 0

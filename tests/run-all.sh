@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# The whole test suite: Rust (unit, parity, simulator, ...) and the Python reference tests.
+# Installs what the tests need (a Python venv from training/requirements.txt) on first run;
+# dependencies are cached under ~/.cache/videovla so a second run only rebuilds what changed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+CACHE="${VIDEOVLA_CACHE:-$HOME/.cache/videovla}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$CACHE/target}"
+export PIP_CACHE_DIR="${PIP_CACHE_DIR:-$CACHE/pip}"
+VENV="$CACHE/venv"
+mkdir -p "$CACHE"
+
+echo "== python venv ($VENV)"
+if [ ! -x "$VENV/bin/python" ]; then
+  python3 -m venv "$VENV"
+fi
+"$VENV/bin/pip" install -q --disable-pip-version-check -r training/requirements.txt
+export VIDEOVLA_PYTHON="$VENV/bin/python"
+
+echo "== rust tests (release)"
+set +e
+cargo test --release --no-fail-fast -- --nocapture 2>&1 | tee "$CACHE/last-cargo-test.log" \
+  | grep -E "^(test |parity |vae|sim |bench |test result|error|failures|---- )|panicked"
+status=${PIPESTATUS[0]}
+set -e
+if [ "$status" -ne 0 ]; then
+  tail -60 "$CACHE/last-cargo-test.log"; echo "rust tests FAILED (full log: $CACHE/last-cargo-test.log)"
+  exit "$status"
+fi
+
+echo "== python tests"
+"$VENV/bin/python" -m pytest training/tests -q -s
+echo "== all tests passed"
