@@ -23,6 +23,8 @@ from videovla_ref.dit import DitConfig, VideoVLADiT  # noqa: E402
 from videovla_ref.randinit import randomize_  # noqa: E402
 from videovla_ref import sampling  # noqa: E402
 from videovla_ref.vae import CogVideoXVAE  # noqa: E402
+from videovla_ref.preprocess import preprocess_image  # noqa: E402
+from videovla_ref import t5 as t5ref  # noqa: E402
 
 torch.use_deterministic_algorithms(True)
 
@@ -231,11 +233,57 @@ def fixture_vae_tiny(out: str):
                z=z, decoded=decoded))
 
 
+def fixture_preprocess(out: str):
+    g = gen(51)
+    size = 32
+    wide = torch.randint(0, 256, (45, 61, 3), generator=g, dtype=torch.int64).to(torch.uint8)
+    tall = torch.randint(0, 256, (50, 37, 3), generator=g, dtype=torch.int64).to(torch.uint8)
+    pixels = preprocess_image(wide.numpy(), size)
+    pixels_tall = preprocess_image(tall.numpy(), size)
+    print(f"preprocess: range [{pixels.min():.3f}, {pixels.max():.3f}]")
+    meta = {
+        "size": size,
+        "interpolation": "bicubic, antialias=True, align_corners=False, float32, no clamp",
+        "resize_rule": "W/H > 1 -> [S, int(W*S/H)] else [int(H*S/W), S]; crop top=(h-S)//2, left=(w-S)//2",
+    }
+    write(out, "preprocess", meta, {},
+          dict(image_u8=wide, pixels=pixels, image_u8_tall=tall, pixels_tall=pixels_tall))
+
+
+def build_t5_tiny():
+    torch.manual_seed(61)  # transformers' own init (std per T5 conventions)
+    model = t5ref.build_t5_encoder(T5_TINY)
+    g = gen(62)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("layer_norm.weight"):  # init is all ones: perturb so the weight matters
+                p.copy_(1.0 + 0.1 * randn(g, *p.shape))
+    return model
+
+
+@torch.no_grad()
+def fixture_t5_tiny(out: str):
+    model = build_t5_tiny()
+    g = gen(63)
+    L = 16
+    ids = torch.zeros(2, L, dtype=torch.int64)  # pad id 0
+    ids[0, :9] = torch.randint(2, T5_TINY["vocab_size"], (9,), generator=g)
+    ids[0, 9] = 1  # EOS, then padding
+    ids[1, : L - 1] = torch.randint(2, T5_TINY["vocab_size"], (L - 1,), generator=g)
+    ids[1, L - 1] = 1  # truncated text: EOS last
+    hidden = t5ref.encode(model, ids)
+    print(f"t5_tiny: |hidden| rms {hidden.pow(2).mean().sqrt():.3f}")
+    sd = {k: v for k, v in model.state_dict().items() if k != "encoder.embed_tokens.weight"}  # tied to shared.weight
+    write(out, "t5_tiny", {"config": T5_TINY, "attention_mask": None}, sd, dict(input_ids=ids, hidden=hidden))
+
+
 FIXTURES = {
     "dit_tiny": fixture_dit_tiny,
     "sampler_dpmpp": fixture_sampler_dpmpp,
     "sampler_ddim": fixture_sampler_ddim,
     "vae_tiny": fixture_vae_tiny,
+    "preprocess": fixture_preprocess,
+    "t5_tiny": fixture_t5_tiny,
 }
 
 
