@@ -2,6 +2,7 @@
 
 use clap::{Parser, Subcommand};
 
+pub mod bench;
 pub mod sim;
 
 #[derive(Parser, Debug)]
@@ -15,11 +16,14 @@ pub struct Cli {
 pub enum Command {
     /// The built-in tabletop robot: record datasets, evaluate policies, show rollouts.
     Sim(sim::SimArgs),
+    /// Time one full predict stage by stage (optionally beside the PyTorch reference).
+    Bench(bench::BenchArgs),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Some(Command::Sim(args)) => sim::run(args),
+        Some(Command::Bench(args)) => bench::run(args),
         None => {
             println!("videovla: the viewer is not built yet; see `videovla --help`");
             Ok(())
