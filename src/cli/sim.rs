@@ -1,8 +1,390 @@
-//! `videovla sim ...` (owned by the simulator work).
+//! `videovla sim ...`: the built-in tabletop robot.
+//!
+//! The action convention (7-D, units, limits, frames) is documented in the
+//! module docs of `videovla::sim` (src/sim/mod.rs).
 
-#[derive(clap::Args, Debug)]
-pub struct SimArgs {}
+use std::path::PathBuf;
+use std::time::Instant;
 
-pub fn run(_args: SimArgs) -> anyhow::Result<()> {
-    anyhow::bail!("`videovla sim` is not implemented yet")
+use anyhow::Context;
+use clap::{Args, Subcommand};
+
+use crate::sim::dataset::{self, RecordConfig};
+use crate::sim::eval::{self, EpisodeConfig};
+use crate::sim::render::{Camera, Renderer};
+use crate::sim::{make_policy, Split, TaskKind, World, EVAL_SEED_START};
+
+const CONVENTION: &str = "Action = [droll, dpitch, dyaw (rad), dx, dy, dz (m, base frame), gripper (1 open, 0 closed)], \
+clipped per action to ±0.25 rad and ±0.04 m; each action is rendered as --substeps sub-frames. \
+Full convention, limits and frames: module docs of videovla::sim (src/sim/mod.rs).";
+
+#[derive(Args, Debug)]
+#[command(about = "The built-in tabletop robot: record datasets, evaluate policies, show rollouts", after_help = CONVENTION)]
+pub struct SimArgs {
+    #[command(subcommand)]
+    pub command: SimCommand,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SimCommand {
+    /// Record expert demonstrations as safetensors shards + meta.json (format: src/sim/dataset.rs).
+    #[command(after_help = CONVENTION)]
+    Record(RecordArgs),
+    /// Run a policy closed loop and print a success table per task and split.
+    #[command(after_help = CONVENTION)]
+    Eval(EvalArgs),
+    /// Save one rollout as an animated GIF (or a PNG contact sheet if FILE ends in .png).
+    #[command(after_help = CONVENTION)]
+    Show(ShowArgs),
+    /// Measure step+render throughput and dataset recording speed (single thread).
+    Bench(BenchArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct LoopArgs {
+    /// Actions per planned chunk.
+    #[arg(long, default_value_t = 6)]
+    pub chunk: usize,
+    /// Actions executed from each chunk before re-planning.
+    #[arg(long, default_value_t = 3)]
+    pub execute: usize,
+    /// Rendered sub-frames per action (6 actions × 8 + 1 = 49 frames).
+    #[arg(long, default_value_t = 8)]
+    pub substeps: usize,
+    /// Image side in pixels (observations and recorded frames).
+    #[arg(long, default_value_t = 64)]
+    pub size: usize,
+}
+
+impl LoopArgs {
+    fn config(&self) -> anyhow::Result<EpisodeConfig> {
+        let c = EpisodeConfig { chunk: self.chunk, execute: self.execute, substeps: self.substeps, image_size: self.size };
+        c.validate()?;
+        Ok(c)
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct RecordArgs {
+    /// Number of episodes (tasks cycle pick, stack, place).
+    #[arg(long, default_value_t = 100)]
+    pub episodes: usize,
+    /// train (in-domain objects, seeds < 1000000) or novel (held-out objects, seeds >= 1000000).
+    #[arg(long, default_value = "train")]
+    pub split: String,
+    /// First episode seed; episode i uses seed + i.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Output directory.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Episodes per safetensors shard.
+    #[arg(long, default_value_t = 100)]
+    pub shard_episodes: usize,
+    /// Supersampling factor per axis (anti-aliasing; 1 = off).
+    #[arg(long, default_value_t = 1)]
+    pub ssaa: usize,
+    /// Replace an existing dataset in --out.
+    #[arg(long)]
+    pub overwrite: bool,
+    #[command(flatten)]
+    pub looping: LoopArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct EvalArgs {
+    /// expert, random, or a model directory.
+    #[arg(long)]
+    pub policy: String,
+    /// Episodes per split (tasks cycle pick, stack, place).
+    #[arg(long, default_value_t = 200)]
+    pub episodes: usize,
+    /// train, novel or all.
+    #[arg(long, default_value = "all")]
+    pub split: String,
+    /// First episode seed (evaluation seeds start at 1000000).
+    #[arg(long, default_value_t = EVAL_SEED_START)]
+    pub seed: u64,
+    /// Also write the report as JSON here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    #[command(flatten)]
+    pub looping: LoopArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct ShowArgs {
+    /// Task: pick, stack or place.
+    #[arg(long, default_value = "stack")]
+    pub task: String,
+    #[arg(long, default_value_t = EVAL_SEED_START)]
+    pub seed: u64,
+    /// train or novel.
+    #[arg(long, default_value = "train")]
+    pub split: String,
+    /// expert or random.
+    #[arg(long, default_value = "expert")]
+    pub policy: String,
+    /// Output file (.gif, or .png for a contact sheet of every action's frame).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Supersampling factor per axis.
+    #[arg(long, default_value_t = 2)]
+    pub ssaa: usize,
+    /// Milliseconds per GIF frame.
+    #[arg(long, default_value_t = 40)]
+    pub delay_ms: u32,
+    #[command(flatten)]
+    pub looping: LoopArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// Image side in pixels.
+    #[arg(long, default_value_t = 64)]
+    pub size: usize,
+    /// Sub-frames (physics sub-step + render) to time.
+    #[arg(long, default_value_t = 20000)]
+    pub frames: usize,
+    /// Expert episodes to record for the recording benchmark (0 = skip).
+    #[arg(long, default_value_t = 100)]
+    pub episodes: usize,
+}
+
+pub fn run(args: SimArgs) -> anyhow::Result<()> {
+    match args.command {
+        SimCommand::Record(a) => record(a),
+        SimCommand::Eval(a) => eval_cmd(a),
+        SimCommand::Show(a) => show(a),
+        SimCommand::Bench(a) => bench(a),
+    }
+}
+
+fn progress_bar(n: usize, what: &str) -> indicatif::ProgressBar {
+    let pb = indicatif::ProgressBar::new(n as u64);
+    if let Ok(style) = indicatif::ProgressStyle::with_template(&format!(
+        "{what} [{{elapsed_precise}}] {{bar:40}} {{pos}}/{{len}} ({{per_sec}}, eta {{eta}})"
+    )) {
+        pb.set_style(style);
+    }
+    pb
+}
+
+fn record(a: RecordArgs) -> anyhow::Result<()> {
+    let split: Split = a.split.parse()?;
+    anyhow::ensure!(a.episodes > 0, "--episodes must be at least 1");
+    let end = a.seed.checked_add(a.episodes as u64).context("--seed + --episodes overflows")?;
+    match split {
+        Split::Train => anyhow::ensure!(
+            end <= EVAL_SEED_START,
+            "training seeds must stay below {EVAL_SEED_START} (evaluation range); lower --seed or --episodes"
+        ),
+        Split::Novel => anyhow::ensure!(
+            a.seed >= EVAL_SEED_START,
+            "novel-object data is for evaluation only; use --seed {EVAL_SEED_START} or higher"
+        ),
+    }
+    anyhow::ensure!((1..=8).contains(&a.ssaa), "--ssaa must be between 1 and 8");
+    let meta_path = a.out.join("meta.json");
+    anyhow::ensure!(
+        a.overwrite || !meta_path.exists(),
+        "{} already holds a dataset; pass --overwrite or choose another --out",
+        a.out.display()
+    );
+    let cfg = RecordConfig {
+        episodes: a.episodes,
+        split,
+        seed: a.seed,
+        out: a.out.clone(),
+        size: a.looping.size,
+        episode: a.looping.config()?,
+        episodes_per_shard: a.shard_episodes,
+        ssaa: a.ssaa,
+    };
+    let t0 = Instant::now();
+    let pb = progress_bar(a.episodes, "recording");
+    let meta = dataset::record(&cfg, || pb.inc(1))?;
+    pb.finish_and_clear();
+    let frames: usize = meta.episodes.iter().map(|e| e.frame_count).sum();
+    let ok = meta.episodes.iter().filter(|e| e.success).count();
+    println!(
+        "recorded {} episodes ({} successful, {} frames of {}x{}) in {} shard(s) to {} in {:.1} s",
+        meta.episodes.len(),
+        ok,
+        frames,
+        cfg.size,
+        cfg.size,
+        meta.shards.len(),
+        a.out.display(),
+        t0.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+fn parse_splits(s: &str) -> anyhow::Result<Vec<Split>> {
+    if s.trim().eq_ignore_ascii_case("all") {
+        return Ok(Split::ALL.to_vec());
+    }
+    s.parse::<Split>().map(|x| vec![x]).map_err(|_| anyhow::anyhow!("unknown split {s:?}; valid splits: train, novel, all"))
+}
+
+fn eval_cmd(a: EvalArgs) -> anyhow::Result<()> {
+    let splits = parse_splits(&a.split)?;
+    let cfg = a.looping.config()?;
+    anyhow::ensure!(a.episodes > 0, "--episodes must be at least 1");
+    if a.seed < EVAL_SEED_START {
+        tracing::warn!("seeds below {EVAL_SEED_START} are the training range; results may be optimistic");
+    }
+    let mut policy = make_policy(&a.policy, cfg.chunk, a.seed)?;
+    let pb = progress_bar(a.episodes * splits.len(), "evaluating");
+    let report = eval::evaluate(policy.as_mut(), &splits, a.episodes, a.seed, &cfg, || pb.inc(1))?;
+    pb.finish_and_clear();
+    print!("{}", report.table());
+    if let Some(path) = &a.json {
+        let json = serde_json::to_vec_pretty(&report)?;
+        dataset::write_atomic(path, &json)?;
+        println!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
+fn show(a: ShowArgs) -> anyhow::Result<()> {
+    let task: TaskKind = a.task.parse()?;
+    let split: Split = a.split.parse()?;
+    let cfg = a.looping.config()?;
+    anyhow::ensure!((1..=8).contains(&a.ssaa), "--ssaa must be between 1 and 8");
+    let ext = a.out.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+    anyhow::ensure!(ext == "gif" || ext == "png", "--out must end in .gif or .png, got {}", a.out.display());
+    if a.policy != "expert" && a.policy != "random" {
+        anyhow::bail!("sim show runs --policy expert or random");
+    }
+    let mut policy = make_policy(&a.policy, cfg.chunk, a.seed)?;
+    let mut world = World::reset(task, split, a.seed);
+    let mut renderer = Renderer::new(Camera::default(), a.ssaa);
+    let mut frames: Vec<Vec<u8>> = Vec::new();
+    let mut buf = Vec::new();
+    let size = cfg.image_size;
+    let outcome = eval::run_episode(&mut world, policy.as_mut(), &cfg, |w| {
+        renderer.render_into(w, size, size, &mut buf);
+        frames.push(buf.clone());
+    })?;
+    println!(
+        "{:?} task, seed {}: \"{}\" — {} after {} actions ({} frames)",
+        task,
+        a.seed,
+        outcome.instruction,
+        if outcome.success { "success" } else { "failure" },
+        outcome.steps,
+        frames.len()
+    );
+    if ext == "png" {
+        let picked: Vec<&Vec<u8>> = frames.iter().step_by(cfg.substeps).collect();
+        let cols = 8usize.min(picked.len()).max(1);
+        let rows = picked.len().div_ceil(cols);
+        let mut sheet = image::RgbImage::new((cols * size) as u32, (rows * size) as u32);
+        for (i, f) in picked.iter().enumerate() {
+            let (ox, oy) = ((i % cols) * size, (i / cols) * size);
+            for y in 0..size {
+                for x in 0..size {
+                    let p = &f[(y * size + x) * 3..(y * size + x) * 3 + 3];
+                    sheet.put_pixel((ox + x) as u32, (oy + y) as u32, image::Rgb([p[0], p[1], p[2]]));
+                }
+            }
+        }
+        sheet.save(&a.out).with_context(|| format!("cannot write {}", a.out.display()))?;
+    } else {
+        write_gif(&a.out, &frames, size, a.delay_ms)?;
+    }
+    println!("wrote {}", a.out.display());
+    Ok(())
+}
+
+fn write_gif(path: &std::path::Path, frames: &[Vec<u8>], size: usize, delay_ms: u32) -> anyhow::Result<()> {
+    use image::codecs::gif::{GifEncoder, Repeat};
+    let mut bytes = Vec::new();
+    {
+        let mut enc = GifEncoder::new_with_speed(&mut bytes, 10);
+        enc.set_repeat(Repeat::Infinite)?;
+        for f in frames {
+            let rgba: Vec<u8> = f.chunks_exact(3).flat_map(|p| [p[0], p[1], p[2], 255]).collect();
+            let img = image::RgbaImage::from_raw(size as u32, size as u32, rgba).context("frame size mismatch")?;
+            let delay = image::Delay::from_numer_denom_ms(delay_ms, 1);
+            enc.encode_frame(image::Frame::from_parts(img, 0, 0, delay))?;
+        }
+    }
+    dataset::write_atomic(path, &bytes)
+}
+
+fn bench(a: BenchArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(a.frames > 0, "--frames must be at least 1");
+    let mut renderer = Renderer::new(Camera::default(), 1);
+    let mut buf = Vec::new();
+    let mut checksum = 0u64;
+    // Physics sub-step + render, with actions that keep the gripper busy (expert rollouts, restarted when done).
+    let mut ep = 0u64;
+    let mut world = World::reset(eval::task_for(ep), Split::Train, ep);
+    let mut done = 0usize;
+    let t0 = Instant::now();
+    while done < a.frames {
+        if world.success() || world.steps >= world.task.kind.max_steps() {
+            ep += 1;
+            world = World::reset(eval::task_for(ep), Split::Train, ep);
+        }
+        let act = crate::sim::expert_action(&world);
+        world.step_with(&act, |w| {
+            renderer.render_into(w, a.size, a.size, &mut buf);
+            checksum = checksum.wrapping_add(buf[buf.len() / 2] as u64);
+            done += 1;
+        })?;
+    }
+    let dt = t0.elapsed().as_secs_f64();
+    println!(
+        "step+render at {}x{}: {} sub-frames in {:.2} s = {:.0} sub-frames/s ({:.0} actions/s at {} sub-frames each), 1 thread [checksum {}]",
+        a.size,
+        a.size,
+        done,
+        dt,
+        done as f64 / dt,
+        done as f64 / dt / world.substeps as f64,
+        world.substeps,
+        checksum
+    );
+    // Render only.
+    let t1 = Instant::now();
+    let n = a.frames.min(20000);
+    for _ in 0..n {
+        renderer.render_into(&world, a.size, a.size, &mut buf);
+    }
+    let dt1 = t1.elapsed().as_secs_f64();
+    println!("render only: {:.0} frames/s; physics sub-step only: see above minus render", n as f64 / dt1);
+    if a.episodes > 0 {
+        let dir = std::env::temp_dir().join(format!("videovla-sim-bench-{}", std::process::id()));
+        let cfg = RecordConfig {
+            episodes: a.episodes,
+            split: Split::Train,
+            seed: 0,
+            out: dir.clone(),
+            size: a.size,
+            episode: EpisodeConfig { image_size: a.size, ..EpisodeConfig::default() },
+            episodes_per_shard: 100,
+            ssaa: 1,
+        };
+        let t2 = Instant::now();
+        let meta = dataset::record(&cfg, || {})?;
+        let dt2 = t2.elapsed().as_secs_f64();
+        let frames: usize = meta.episodes.iter().map(|e| e.frame_count).sum();
+        let bytes: u64 = std::fs::read_dir(&dir)?.filter_map(|e| e.ok()?.metadata().ok()).map(|m| m.len()).sum();
+        let _ = std::fs::remove_dir_all(&dir);
+        println!(
+            "record {} expert episodes at {}x{}: {:.2} s ({} frames, {:.1} MB) → 1000 episodes ≈ {:.0} s",
+            a.episodes,
+            a.size,
+            a.size,
+            dt2,
+            frames,
+            bytes as f64 / 1e6,
+            dt2 * 1000.0 / a.episodes as f64
+        );
+    }
+    Ok(())
 }

@@ -1,0 +1,207 @@
+//! `videovla sim record`: expert demonstrations as safetensors shards + JSON.
+//!
+//! # Format (`videovla-sim-v1`), readable with Python's `safetensors` + `json`
+//!
+//! ```text
+//! DIR/meta.json                 dataset and per-episode metadata
+//! DIR/shard-00000.safetensors   episodes 0..k, concatenated
+//! DIR/shard-00001.safetensors   ...
+//! ```
+//! Each shard holds (F = frames in the shard, A = actions in the shard):
+//! * `frames`: uint8 `(F, H, W, 3)` RGB, top row first, one per sub-frame;
+//! * `ee_pose`: float32 `(F, 7)` end-effector pose at each frame,
+//!   `[x, y, z, roll, pitch, yaw, gripper]` (metres/radians, base frame;
+//!   gripper = finger gap / max gap, 1 open, 0 closed);
+//! * `actions`: float32 `(A, 7)` `[droll, dpitch, dyaw, dx, dy, dz, gripper]`,
+//!   the convention of the `videovla::sim` module docs;
+//! * `frame_episode`: int64 `(F,)` and `action_episode`: int64 `(A,)`, the
+//!   global episode index of each row.
+//!
+//! `meta.json` has `format`, `size`, `substeps`, `action_convention`, and
+//! `episodes`: a list of `{episode, shard, frame_start, frame_count,
+//! action_start, action_count, task, split, seed, instruction, success,
+//! objects, target, reference}`, where the start fields index rows of the
+//! episode's shard. Alignment: with `S = substeps`, an episode's
+//! `frame_count = 1 + S * action_count`; its local frame `k*S` is the
+//! observation before local action `k`, and frames `k*S+1 ..= (k+1)*S` show
+//! action `k` executing. A VideoVLA training sample at action `k` is
+//! therefore frames `k*S ..= (k+6)*S` (49 frames for S = 8) with actions
+//! `k .. k+6` (pad past the end by repeating the last frame/action).
+//!
+//! ```python
+//! import json; from safetensors.numpy import load_file
+//! meta = json.load(open("DIR/meta.json"))
+//! ep = meta["episodes"][0]
+//! t = load_file("DIR/" + meta["shards"][ep["shard"]])
+//! frames = t["frames"][ep["frame_start"]:ep["frame_start"] + ep["frame_count"]]
+//! actions = t["actions"][ep["action_start"]:ep["action_start"] + ep["action_count"]]
+//! ```
+//! Files are written atomically (temporary file, then rename); `meta.json`
+//! is written last, so a directory with `meta.json` is complete.
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use super::eval::{run_episode, task_for, EpisodeConfig};
+use super::policy::ExpertPolicy;
+use super::render::Renderer;
+use super::tasks::Split;
+use super::world::World;
+
+pub const FORMAT: &str = "videovla-sim-v1";
+
+#[derive(Clone, Debug)]
+pub struct RecordConfig {
+    pub episodes: usize,
+    pub split: Split,
+    pub seed: u64,
+    pub out: PathBuf,
+    pub size: usize,
+    pub episode: EpisodeConfig,
+    pub episodes_per_shard: usize,
+    pub ssaa: usize,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct EpisodeMeta {
+    pub episode: usize,
+    pub shard: usize,
+    pub frame_start: usize,
+    pub frame_count: usize,
+    pub action_start: usize,
+    pub action_count: usize,
+    pub task: String,
+    pub split: String,
+    pub seed: u64,
+    pub instruction: String,
+    pub success: bool,
+    /// `"colour shape"` of every object, in scene order.
+    pub objects: Vec<String>,
+    pub target: usize,
+    pub reference: Option<usize>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct DatasetMeta {
+    pub format: String,
+    pub size: usize,
+    pub substeps: usize,
+    pub chunk: usize,
+    pub execute: usize,
+    pub action_convention: String,
+    pub ee_pose_convention: String,
+    pub shards: Vec<String>,
+    pub episodes: Vec<EpisodeMeta>,
+}
+
+#[derive(Default)]
+struct Shard {
+    frames: Vec<u8>,
+    ee_pose: Vec<f32>,
+    actions: Vec<f32>,
+    frame_episode: Vec<i64>,
+    action_episode: Vec<i64>,
+}
+
+impl Shard {
+    fn n_frames(&self) -> usize {
+        self.frame_episode.len()
+    }
+    fn n_actions(&self) -> usize {
+        self.action_episode.len()
+    }
+    fn write(&self, path: &Path, size: usize) -> anyhow::Result<()> {
+        use safetensors::tensor::{serialize, TensorView};
+        use safetensors::Dtype;
+        let f32b = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+        let i64b = |v: &[i64]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+        let (ee, act, fe, ae) =
+            (f32b(&self.ee_pose), f32b(&self.actions), i64b(&self.frame_episode), i64b(&self.action_episode));
+        let (nf, na) = (self.n_frames(), self.n_actions());
+        let tensors = vec![
+            ("frames", TensorView::new(Dtype::U8, vec![nf, size, size, 3], &self.frames)?),
+            ("ee_pose", TensorView::new(Dtype::F32, vec![nf, 7], &ee)?),
+            ("actions", TensorView::new(Dtype::F32, vec![na, 7], &act)?),
+            ("frame_episode", TensorView::new(Dtype::I64, vec![nf], &fe)?),
+            ("action_episode", TensorView::new(Dtype::I64, vec![na], &ae)?),
+        ];
+        let bytes = serialize(tensors, None)?;
+        write_atomic(path, &bytes)
+    }
+}
+
+/// Write `bytes` to `path` via a temporary file in the same directory and a rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    std::fs::write(&tmp, bytes).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", tmp.display()))?;
+    std::fs::rename(&tmp, path).map_err(|e| anyhow::anyhow!("cannot rename {} to {}: {e}", tmp.display(), path.display()))
+}
+
+/// Record `cfg.episodes` expert episodes (tasks cycle pick, stack, place; seeds `seed..`).
+pub fn record(cfg: &RecordConfig, mut progress: impl FnMut()) -> anyhow::Result<DatasetMeta> {
+    std::fs::create_dir_all(&cfg.out)
+        .map_err(|e| anyhow::anyhow!("cannot create output directory {}: {e}", cfg.out.display()))?;
+    let mut renderer = Renderer::new(super::render::Camera::default(), cfg.ssaa);
+    let mut policy = ExpertPolicy { chunk: cfg.episode.chunk };
+    let mut meta = DatasetMeta {
+        format: FORMAT.into(),
+        size: cfg.size,
+        substeps: cfg.episode.substeps,
+        chunk: cfg.episode.chunk,
+        execute: cfg.episode.execute,
+        action_convention: "[droll, dpitch, dyaw (rad, added to sxyz Euler angles), dx, dy, dz (m, base frame), \
+                            gripper (1 open, 0 closed)]"
+            .into(),
+        ee_pose_convention: "[x, y, z (m, base frame), roll, pitch, yaw (rad, sxyz), gripper gap / max gap]".into(),
+        shards: Vec::new(),
+        episodes: Vec::with_capacity(cfg.episodes),
+    };
+    let mut shard = Shard::default();
+    let mut buf = Vec::new();
+    for i in 0..cfg.episodes {
+        let seed = cfg.seed + i as u64;
+        let mut world = World::reset(task_for(i as u64), cfg.split, seed);
+        let (frame_start, action_start) = (shard.n_frames(), shard.n_actions());
+        let outcome = run_episode(&mut world, &mut policy, &cfg.episode, |w| {
+            renderer.render_into(w, cfg.size, cfg.size, &mut buf);
+            shard.frames.extend_from_slice(&buf);
+            shard.ee_pose.extend_from_slice(&w.ee_pose().0);
+            shard.frame_episode.push(i as i64);
+        })?;
+        for a in &outcome.actions {
+            shard.actions.extend_from_slice(a);
+            shard.action_episode.push(i as i64);
+        }
+        meta.episodes.push(EpisodeMeta {
+            episode: i,
+            shard: meta.shards.len(),
+            frame_start,
+            frame_count: shard.n_frames() - frame_start,
+            action_start,
+            action_count: outcome.actions.len(),
+            task: outcome.task.name().into(),
+            split: cfg.split.name().into(),
+            seed,
+            instruction: outcome.instruction,
+            success: outcome.success,
+            objects: world.objects.iter().map(|o| o.name()).collect(),
+            target: world.task.target,
+            reference: world.task.reference,
+        });
+        progress();
+        let last = i + 1 == cfg.episodes;
+        let per_shard = cfg.episodes_per_shard.max(1);
+        if last || (i + 1) % per_shard == 0 {
+            let name = format!("shard-{:05}.safetensors", meta.shards.len());
+            shard.write(&cfg.out.join(&name), cfg.size)?;
+            meta.shards.push(name);
+            shard = Shard::default();
+        }
+    }
+    let json = serde_json::to_vec_pretty(&meta)?;
+    write_atomic(&cfg.out.join("meta.json"), &json)?;
+    Ok(meta)
+}

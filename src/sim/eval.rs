@@ -1,0 +1,221 @@
+//! Closed-loop rollouts and success tables.
+
+use serde::Serialize;
+
+use super::policy::Policy;
+use super::tasks::{Split, TaskKind};
+use super::world::{Action, World};
+use super::*;
+
+/// How a policy is run.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct EpisodeConfig {
+    /// Actions per planned chunk (the model predicts 6).
+    pub chunk: usize,
+    /// Actions executed from each chunk before re-planning (the paper executes 3).
+    pub execute: usize,
+    /// Rendered sub-frames per action.
+    pub substeps: usize,
+    /// Side of the square observation image.
+    pub image_size: usize,
+}
+
+impl Default for EpisodeConfig {
+    fn default() -> Self {
+        EpisodeConfig { chunk: 6, execute: 3, substeps: DEFAULT_SUBSTEPS, image_size: 64 }
+    }
+}
+
+impl EpisodeConfig {
+    pub fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(self.chunk >= 1, "--chunk must be at least 1");
+        anyhow::ensure!(
+            (1..=self.chunk).contains(&self.execute),
+            "--execute must be between 1 and --chunk ({}), got {}",
+            self.chunk,
+            self.execute
+        );
+        anyhow::ensure!((1..=64).contains(&self.substeps), "--substeps must be between 1 and 64");
+        anyhow::ensure!((8..=1024).contains(&self.image_size), "--size must be between 8 and 1024");
+        Ok(())
+    }
+}
+
+/// The result of one episode.
+#[derive(Clone, Debug, Serialize)]
+pub struct EpisodeOutcome {
+    pub task: TaskKind,
+    pub split: Split,
+    pub seed: u64,
+    pub instruction: String,
+    pub success: bool,
+    /// Actions executed.
+    pub steps: usize,
+    #[serde(skip)]
+    pub actions: Vec<Action>,
+}
+
+/// Run `policy` closed loop in `world` until success or the task's step limit.
+/// `on_frame` sees the reset state and then every sub-frame.
+pub fn run_episode(
+    world: &mut World,
+    policy: &mut dyn Policy,
+    cfg: &EpisodeConfig,
+    mut on_frame: impl FnMut(&World),
+) -> anyhow::Result<EpisodeOutcome> {
+    world.substeps = cfg.substeps;
+    policy.reset(world.seed);
+    on_frame(world);
+    let max = world.task.kind.max_steps();
+    let mut actions = Vec::new();
+    'episode: while world.steps < max && !world.success() {
+        let obs = if policy.needs_image() {
+            world.observation(cfg.image_size)
+        } else {
+            let mut o = world.observation(0);
+            o.width = 0;
+            o.height = 0;
+            o
+        };
+        let chunk = policy.act(&obs)?;
+        anyhow::ensure!(!chunk.is_empty(), "policy {} returned an empty action chunk", policy.name());
+        for a in chunk.iter().take(cfg.execute) {
+            world.step_with(a, &mut on_frame)?;
+            actions.push(*a);
+            if world.success() || world.steps >= max {
+                break 'episode;
+            }
+        }
+    }
+    Ok(EpisodeOutcome {
+        task: world.task.kind,
+        split: world.split,
+        seed: world.seed,
+        instruction: world.instruction().to_string(),
+        success: world.success(),
+        steps: world.steps,
+        actions,
+    })
+}
+
+/// Task of the `i`-th episode when cycling through all tasks.
+pub fn task_for(i: u64) -> TaskKind {
+    TaskKind::ALL[(i % TaskKind::ALL.len() as u64) as usize]
+}
+
+/// Success counts for one (task, split) cell.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct Cell {
+    pub task: String,
+    pub split: String,
+    pub episodes: usize,
+    pub successes: usize,
+    /// Percent.
+    pub success_rate: f64,
+}
+
+/// Everything `videovla sim eval` reports (also its `--json` output).
+#[derive(Clone, Debug, Serialize)]
+pub struct EvalReport {
+    pub policy: String,
+    pub seed: u64,
+    pub episodes_per_split: usize,
+    pub config: EpisodeConfig,
+    /// One cell per task and split, plus task `"all"` per split.
+    pub results: Vec<Cell>,
+    pub episodes: Vec<EpisodeOutcome>,
+}
+
+/// Evaluate `policy` on `episodes` episodes of each split (tasks cycle pick, stack, place).
+pub fn evaluate(
+    policy: &mut dyn Policy,
+    splits: &[Split],
+    episodes: usize,
+    seed: u64,
+    cfg: &EpisodeConfig,
+    mut progress: impl FnMut(),
+) -> anyhow::Result<EvalReport> {
+    let mut outcomes = Vec::with_capacity(episodes * splits.len());
+    for &split in splits {
+        for i in 0..episodes as u64 {
+            let mut w = World::reset(task_for(i), split, seed + i);
+            outcomes.push(run_episode(&mut w, policy, cfg, |_| {})?);
+            progress();
+        }
+    }
+    Ok(EvalReport {
+        policy: policy.name(),
+        seed,
+        episodes_per_split: episodes,
+        config: *cfg,
+        results: tabulate(&outcomes, splits),
+        episodes: outcomes,
+    })
+}
+
+fn tabulate(outcomes: &[EpisodeOutcome], splits: &[Split]) -> Vec<Cell> {
+    let mut cells = Vec::new();
+    for &split in splits {
+        let tasks = TaskKind::ALL.iter().map(|t| (t.name(), Some(*t))).chain([("all", None)]);
+        for (name, task) in tasks {
+            let sel: Vec<&EpisodeOutcome> = outcomes
+                .iter()
+                .filter(|o| o.split == split && task.is_none_or(|t| o.task == t))
+                .collect();
+            let successes = sel.iter().filter(|o| o.success).count();
+            let rate = if sel.is_empty() { 0.0 } else { 100.0 * successes as f64 / sel.len() as f64 };
+            cells.push(Cell {
+                task: name.into(),
+                split: split.name().into(),
+                episodes: sel.len(),
+                successes,
+                success_rate: (rate * 10.0).round() / 10.0,
+            });
+        }
+    }
+    cells
+}
+
+impl EvalReport {
+    /// A paper-style table: one row per task, one column per split.
+    pub fn table(&self) -> String {
+        let splits: Vec<String> = {
+            let mut s: Vec<String> = Vec::new();
+            for c in &self.results {
+                if !s.contains(&c.split) {
+                    s.push(c.split.clone());
+                }
+            }
+            s
+        };
+        let mut out = format!(
+            "policy {} | {} episodes per split from seed {} | chunk {}, execute {}, substeps {}\n",
+            self.policy,
+            self.episodes_per_split,
+            self.seed,
+            self.config.chunk,
+            self.config.execute,
+            self.config.substeps
+        );
+        out += &format!("{:<8}", "task");
+        for s in &splits {
+            out += &format!(" | {:>19}", s);
+        }
+        out.push('\n');
+        out += &"-".repeat(8 + splits.len() * 22);
+        out.push('\n');
+        for task in TaskKind::ALL.iter().map(|t| t.name()).chain(["all"]) {
+            out += &format!("{task:<8}");
+            for s in &splits {
+                match self.results.iter().find(|c| c.task == task && &c.split == s) {
+                    Some(c) => {
+                        out += &format!(" | {:>6.1}% ({:>4}/{:<4})", c.success_rate, c.successes, c.episodes)
+                    }
+                    None => out += &format!(" | {:>19}", "-"),
+                }
+            }
+            out.push('\n');
+        }
+        out
+    }
+}
