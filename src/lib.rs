@@ -4,6 +4,7 @@
 //! `action` (semantics, stats, trajectory) → `ui` / `export`; beside them `sim`
 //! (built-in robot), `robot`, `compare`, `cli`.
 
+pub mod action;
 pub mod cli;
 pub mod model;
 pub mod sim;

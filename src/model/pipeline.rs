@@ -39,6 +39,15 @@ pub struct ModelConfig {
     pub sampler: Option<SamplerParams>,
     #[serde(default)]
     pub files: ModelFiles,
+    /// `dataset_statistics.json` (relative to the folder) to unnormalise the actions with.
+    #[serde(default)]
+    pub action_stats: Option<String>,
+    /// Key inside the statistics file.
+    #[serde(default)]
+    pub unnorm_key: Option<String>,
+    /// Video frames per prediction (informational; derived from the VAE and DiT configs).
+    #[serde(default)]
+    pub num_frames: Option<usize>,
 }
 
 /// File names inside a model folder.
@@ -158,6 +167,14 @@ impl VideoVla {
     /// Number of video frames a prediction has (49 as released).
     pub fn num_frames(&self) -> usize {
         self.vae.config().frames_for_latents(self.config.dit.latent_frames)
+    }
+
+    /// The action statistics named by the config, if any.
+    pub fn action_stats(&self) -> anyhow::Result<Option<crate::action::ActionStats>> {
+        match &self.config.action_stats {
+            Some(f) => Ok(Some(crate::action::ActionStats::load(&self.dir.join(f), self.config.unnorm_key.as_deref())?)),
+            None => Ok(None),
+        }
     }
 
     pub fn default_params(&self) -> PredictParams {

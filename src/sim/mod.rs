@@ -77,6 +77,7 @@ pub mod dataset;
 pub mod eval;
 pub mod expert;
 pub mod geom;
+pub mod model_policy;
 pub mod policy;
 pub mod render;
 pub mod tasks;

@@ -115,9 +115,7 @@ pub fn make_policy(spec: &str, chunk: usize, seed: u64) -> anyhow::Result<Box<dy
             if !p.exists() {
                 anyhow::bail!("policy {path:?} is neither `expert`, `random` nor an existing model directory");
             }
-            anyhow::bail!(
-                "model policies are not wired yet ({path}); use --policy expert or --policy random for now"
-            )
+            Ok(Box::new(super::model_policy::ModelPolicy::load(p, chunk, seed)?))
         }
     }
 }

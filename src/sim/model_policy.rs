@@ -1,0 +1,75 @@
+//! A VideoVLA model folder as a closed-loop policy: the camera image and the instruction go
+//! through the shared prediction pipeline (`crate::model::pipeline`), the raw actions are
+//! unnormalised with the folder's `dataset_statistics.json` and the gripper is binarised at 0.5
+//! (as CogACT does), then handed to the simulator.
+
+use std::path::Path;
+
+use candle_core::Device;
+
+use super::policy::{Observation, Policy};
+use super::world::Action;
+use crate::action::ActionStats;
+use crate::model::pipeline::{CancelToken, PredictParams, VideoVla};
+
+pub struct ModelPolicy {
+    model: VideoVla,
+    params: PredictParams,
+    stats: Option<ActionStats>,
+    chunk: usize,
+    base_seed: u64,
+    calls: u64,
+}
+
+impl ModelPolicy {
+    pub fn load(dir: &Path, chunk: usize, seed: u64) -> anyhow::Result<Self> {
+        let model = VideoVla::load(dir, &Device::Cpu)?;
+        let stats = model.action_stats()?;
+        let mut params = model.default_params();
+        // Closed-loop control needs only the actions; the imagination is not decoded here.
+        params.decode = false;
+        anyhow::ensure!(
+            chunk <= model.config.dit.action_length,
+            "the model predicts {} actions per chunk; --chunk {chunk} is more",
+            model.config.dit.action_length
+        );
+        Ok(Self { model, params, stats, chunk, base_seed: seed, calls: 0 })
+    }
+
+    pub fn params_mut(&mut self) -> &mut PredictParams {
+        &mut self.params
+    }
+}
+
+impl Policy for ModelPolicy {
+    fn name(&self) -> String {
+        format!("model:{}", self.model.config.name)
+    }
+
+    fn reset(&mut self, seed: u64) {
+        self.base_seed = seed;
+        self.calls = 0;
+    }
+
+    fn act(&mut self, obs: &Observation) -> anyhow::Result<Vec<Action>> {
+        let img = image::RgbImage::from_raw(obs.width as u32, obs.height as u32, obs.image.clone())
+            .ok_or_else(|| anyhow::anyhow!("observation image has the wrong size"))?;
+        self.params.seed = self.base_seed.wrapping_mul(1_000_003).wrapping_add(self.calls);
+        self.calls += 1;
+        let pred = self.model.predict(&img, &obs.instruction, &self.params, &mut |_| {}, &CancelToken::new())?;
+        let raw = &pred.samples[0].actions;
+        let mut out = Vec::with_capacity(self.chunk);
+        for a in raw.iter().take(self.chunk) {
+            let a = match &self.stats {
+                Some(s) => s.unnormalize(a, true)?,
+                None => a.clone(),
+            };
+            anyhow::ensure!(a.len() == 7, "the model outputs {}-D actions; the simulator needs 7", a.len());
+            let mut act = [0f32; 7];
+            act.copy_from_slice(&a);
+            act[6] = if act[6] > 0.5 { 1.0 } else { 0.0 };
+            out.push(act);
+        }
+        Ok(out)
+    }
+}
