@@ -173,3 +173,53 @@ fn missing_truncated_or_misshaped_weights_fail_with_names() {
     let e = format!("{:#}", VideoVla::load(empty.path(), &Device::Cpu).err().unwrap());
     assert!(e.contains("config.json"), "{e}");
 }
+
+#[test]
+fn export_writes_every_file_and_they_decode() {
+    use videovla::export::{export_prediction, ExportOptions, ModelInfo};
+    let mut m = load();
+    let pred = run(&mut m, &image(70, 50), "pick up the red cube", &PredictParams { num_samples: 2, ..params(4) }).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("export");
+    let stats = videovla::action::ActionStats { q01: vec![-0.04; 7], q99: vec![0.04; 7], mask: Some(vec![true, true, true, true, true, true, false]) };
+    let opts = ExportOptions { stats: Some(stats), ..Default::default() };
+    export_prediction(&pred, &ModelInfo::default(), &out, &opts).unwrap();
+    let n = m.num_frames();
+    for s in ["sample-00", "sample-01"] {
+        let d = out.join(s);
+        let gif = image::codecs::gif::GifDecoder::new(std::io::BufReader::new(std::fs::File::open(d.join("imagination.gif")).unwrap())).unwrap();
+        use image::AnimationDecoder;
+        assert_eq!(gif.into_frames().count(), n);
+        let pngs = std::fs::read_dir(d.join("frames")).unwrap().count();
+        assert_eq!(pngs, n);
+        let first = image::open(d.join("frames/000.png")).unwrap().to_rgb8();
+        assert_eq!(first, pred.samples[if s.ends_with('0') { 0 } else { 1 }].frames[0]);
+        let actions: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(d.join("actions.json")).unwrap()).unwrap();
+        assert_eq!(actions["actions"].as_array().unwrap().len(), 6);
+        assert_eq!(actions["trajectory"].as_array().unwrap().len(), 7);
+        assert!(actions["actions"][0]["axis_angle"].is_array());
+        let csv = std::fs::read_to_string(d.join("actions.csv")).unwrap();
+        assert_eq!(csv.lines().count(), 7);
+        // The MP4 must open in a standard tool: ffprobe counts the H.264 frames.
+        let probe = std::process::Command::new("ffprobe")
+            .args(["-v", "error", "-count_frames", "-select_streams", "v:0", "-show_entries", "stream=codec_name,nb_read_frames,width,height", "-of", "csv=p=0"])
+            .arg(d.join("imagination.mp4"))
+            .output()
+            .expect("ffprobe is needed (tests/run-all.sh installs ffmpeg)");
+        let text = String::from_utf8_lossy(&probe.stdout);
+        assert!(probe.status.success(), "ffprobe: {}", String::from_utf8_lossy(&probe.stderr));
+        assert_eq!(text.trim(), format!("h264,64,64,{n}"), "ffprobe says {text}");
+    }
+    let manifest: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("prediction.json")).unwrap()).unwrap();
+    assert_eq!(manifest["params"]["seed"], 4);
+    assert_eq!(manifest["samples"], 2);
+    assert!(out.join("observation.png").is_file());
+    // A second export into the same non-empty folder is refused and leaves it untouched.
+    let before = std::fs::read(out.join("prediction.json")).unwrap();
+    let e = export_prediction(&pred, &ModelInfo::default(), &out, &ExportOptions::default()).unwrap_err();
+    assert!(e.to_string().contains("not empty"), "{e}");
+    assert_eq!(std::fs::read(out.join("prediction.json")).unwrap(), before);
+    // No temporary folders are left behind.
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(leftovers.len(), 1, "{leftovers:?}");
+}

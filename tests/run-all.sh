@@ -10,6 +10,13 @@ export PIP_CACHE_DIR="${PIP_CACHE_DIR:-$CACHE/pip}"
 VENV="$CACHE/venv"
 mkdir -p "$CACHE"
 
+echo "== system packages"
+# ffprobe checks that exported MP4s open in a standard tool.
+if ! command -v ffprobe >/dev/null; then
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q ffmpeg >/dev/null
+fi
+
 echo "== python venv ($VENV)"
 if [ ! -x "$VENV/bin/python" ]; then
   python3 -m venv "$VENV"

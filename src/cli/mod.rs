@@ -3,6 +3,7 @@
 use clap::{Parser, Subcommand};
 
 pub mod bench;
+pub mod predict;
 pub mod sim;
 
 #[derive(Parser, Debug)]
@@ -16,6 +17,8 @@ pub struct Cli {
 pub enum Command {
     /// The built-in tabletop robot: record datasets, evaluate policies, show rollouts.
     Sim(sim::SimArgs),
+    /// Predict the imagined video and the action chunk for one image and instruction.
+    Predict(predict::PredictArgs),
     /// Time one full predict stage by stage (optionally beside the PyTorch reference).
     Bench(bench::BenchArgs),
 }
@@ -24,6 +27,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Some(Command::Sim(args)) => sim::run(args),
         Some(Command::Bench(args)) => bench::run(args),
+        Some(Command::Predict(args)) => predict::run(args),
         None => {
             println!("videovla: the viewer is not built yet; see `videovla --help`");
             Ok(())
