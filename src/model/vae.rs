@@ -1,8 +1,8 @@
 //! The CogVideoX 3-D causal VAE (diffusers `AutoencoderKLCogVideoX`, as installed: 0.42.1).
 //!
 //! Weight names are diffusers' (`encoder.down_blocks.0.resnets.0.conv1.conv.weight`, …).
-//! Inputs and outputs use the PyTorch layout `(B, C, T, H, W)`; internally activations are
-//! frame-major `(B, T, C, H, W)` (see `conv3d.rs`).
+//! Tensors use the PyTorch layout `(B, C, T, H, W)` throughout (see `conv3d.rs` for how the
+//! 3-D convolutions are computed).
 //!
 //! Chunking mirrors diffusers 0.42.1 exactly, because GroupNorm statistics are per chunk:
 //! * `decode`: latent frames in chunks of 2, the remainder joining the first chunk
@@ -17,7 +17,13 @@ use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
 use serde::Deserialize;
 
-use super::conv3d::{CausalConv3d, ConvCache, GroupNorm3d, PointwiseConv3d};
+use super::conv3d::{conv3d_cthw, CausalConv3d, Conv3dAlgo, Conv3dWeights, ConvCache, PointwiseConv3d};
+
+type GroupNorm3d = candle_nn::GroupNorm;
+
+fn group_norm(groups: usize, channels: usize, eps: f64, vb: VarBuilder) -> Result<GroupNorm3d> {
+    candle_nn::group_norm(groups, channels, eps, vb)
+}
 
 /// diffusers' `vae/config.json` for `AutoencoderKLCogVideoX`; unknown keys are ignored and
 /// missing keys take the released CogVideoX(-5B-I2V) values.
@@ -132,12 +138,12 @@ fn silu(x: &Tensor) -> Result<Tensor> {
     x.silu()
 }
 
-/// Nearest resize of a frame-major `(B, t, C, h, w)` to `(B, T, C, H, W)` with PyTorch's
+/// Nearest resize of `(B, C, t, h, w)` to `(B, C, T, H, W)` with PyTorch's
 /// `F.interpolate(mode="nearest", size=...)` index rule `src = floor(dst · in/out)`.
 fn resize_nearest_3d(x: &Tensor, t_out: usize, h_out: usize, w_out: usize) -> Result<Tensor> {
-    let (b, t, c, h, w) = x.dims5()?;
+    let (b, c, t, h, w) = x.dims5()?;
     let x = if (h, w) != (h_out, w_out) {
-        x.reshape((b * t, c, h, w))?.upsample_nearest2d(h_out, w_out)?.reshape((b, t, c, h_out, w_out))?
+        x.reshape((b, c * t, h, w))?.upsample_nearest2d(h_out, w_out)?.reshape((b, c, t, h_out, w_out))?
     } else {
         x.clone()
     };
@@ -147,7 +153,7 @@ fn resize_nearest_3d(x: &Tensor, t_out: usize, h_out: usize, w_out: usize) -> Re
     let scale = t as f32 / t_out as f32;
     let idx: Vec<u32> = (0..t_out).map(|d| ((d as f32 * scale).floor() as usize).min(t - 1) as u32).collect();
     let idx = Tensor::new(idx.as_slice(), x.device())?;
-    x.index_select(&idx, 1)
+    x.index_select(&idx, 2)
 }
 
 /// diffusers `CogVideoXSpatialNorm3D`: `GroupNorm(f)·conv_y(zq') + conv_b(zq')`, `zq'` the
@@ -163,7 +169,7 @@ struct SpatialNorm3d {
 
 impl SpatialNorm3d {
     fn new(f_channels: usize, zq_channels: usize, groups: usize, vb: VarBuilder) -> Result<Self> {
-        let norm = GroupNorm3d::new(groups, f_channels, 1e-6, vb.pp("norm_layer"))?;
+        let norm = group_norm(groups, f_channels, 1e-6, vb.pp("norm_layer"))?;
         let conv_y = PointwiseConv3d::new(zq_channels, f_channels, vb.pp("conv_y").pp("conv"))?;
         let conv_b = PointwiseConv3d::new(zq_channels, f_channels, vb.pp("conv_b").pp("conv"))?;
         let conv_yb = PointwiseConv3d::concat(&[&conv_y, &conv_b])?;
@@ -171,18 +177,18 @@ impl SpatialNorm3d {
     }
 
     fn forward(&self, f: &Tensor, zq: &Tensor) -> Result<Tensor> {
-        let (_, t, _, h, w) = f.dims5()?;
+        let (_, _, t, h, w) = f.dims5()?;
         let yb = self.conv_yb.forward(zq)?;
-        let zt = zq.dim(1)?;
+        let zt = zq.dim(2)?;
         let yb = if t > 1 && t % 2 == 1 {
-            let first = resize_nearest_3d(&yb.narrow(1, 0, 1)?, 1, h, w)?;
-            let rest = resize_nearest_3d(&yb.narrow(1, 1, zt - 1)?, t - 1, h, w)?;
-            Tensor::cat(&[&first, &rest], 1)?
+            let first = resize_nearest_3d(&yb.narrow(2, 0, 1)?, 1, h, w)?;
+            let rest = resize_nearest_3d(&yb.narrow(2, 1, zt - 1)?, t - 1, h, w)?;
+            Tensor::cat(&[&first, &rest], 2)?
         } else {
             resize_nearest_3d(&yb, t, h, w)?
         };
-        let y = yb.narrow(2, 0, self.channels)?;
-        let b = yb.narrow(2, self.channels, self.channels)?;
+        let y = yb.narrow(1, 0, self.channels)?;
+        let b = yb.narrow(1, self.channels, self.channels)?;
         self.norm.forward(f)?.mul(&y)?.add(&b)
     }
 }
@@ -218,8 +224,8 @@ impl ResnetBlock3d {
         let g = cfg.norm_num_groups;
         let (norm1, norm2) = match spatial_norm_dim {
             None => (
-                Norm::Group(GroupNorm3d::new(g, in_c, cfg.norm_eps, vb.pp("norm1"))?),
-                Norm::Group(GroupNorm3d::new(g, out_c, cfg.norm_eps, vb.pp("norm2"))?),
+                Norm::Group(group_norm(g, in_c, cfg.norm_eps, vb.pp("norm1"))?),
+                Norm::Group(group_norm(g, out_c, cfg.norm_eps, vb.pp("norm2"))?),
             ),
             Some(z) => (
                 Norm::Spatial(SpatialNorm3d::new(in_c, z, g, vb.pp("norm1"))?),
@@ -245,25 +251,22 @@ impl ResnetBlock3d {
     }
 }
 
-/// A `Conv2d(c, c, 3)` applied to every frame of a frame-major `(B, T, C, H, W)` tensor
-/// (`{prefix}.conv.weight`, `{prefix}.conv.bias`).
+/// A `Conv2d(c, c, 3)` applied to every frame of `(B, C, T, H, W)` (`{prefix}.conv.weight`,
+/// `{prefix}.conv.bias`), as a 3-D convolution with a time kernel of 1.
 #[derive(Debug, Clone)]
 struct FrameConv2d {
-    w: Tensor,
-    b: Tensor,
+    w: Conv3dWeights,
 }
 
 impl FrameConv2d {
     fn new(c: usize, vb: VarBuilder) -> Result<Self> {
         let vb = vb.pp("conv");
-        Ok(Self { w: vb.get((c, c, 3, 3), "weight")?, b: vb.get(c, "bias")? })
+        let w = vb.get((c, c, 3, 3), "weight")?.unsqueeze(2)?;
+        Ok(Self { w: Conv3dWeights::new(w, Some(vb.get(c, "bias")?))? })
     }
 
-    fn forward(&self, x: &Tensor, padding: usize, stride: usize) -> Result<Tensor> {
-        let (b, t, c, h, w) = x.dims5()?;
-        let y = x.reshape((b * t, c, h, w))?.conv2d(&self.w, padding, stride, 1, 1)?;
-        let (_, o, ho, wo) = y.dims4()?;
-        y.reshape((b, t, o, ho, wo))?.broadcast_add(&self.b.reshape((1, 1, o, 1, 1))?)
+    fn forward(&self, x: &Tensor, pad: (usize, usize), stride: usize) -> Result<Tensor> {
+        conv3d_cthw(x, &self.w, pad, stride, Conv3dAlgo::Auto)
     }
 }
 
@@ -293,15 +296,15 @@ impl Resample3d {
     fn downsample(&self, x: &Tensor) -> Result<Tensor> {
         let mut x = x.clone();
         if self.compress_time {
-            let (b, t, c, h, w) = x.dims5()?;
+            let (b, c, t, h, w) = x.dims5()?;
             let pairs = |y: &Tensor, n: usize| -> Result<Tensor> {
                 // (a + b) / 2 as avg_pool1d(kernel 2, stride 2).
-                let y = y.reshape((b, n / 2, 2, c, h, w))?;
-                (y.narrow(2, 0, 1)?.squeeze(2)? + y.narrow(2, 1, 1)?.squeeze(2)?)? / 2.0
+                let y = y.reshape((b, c, n / 2, 2, h, w))?;
+                (y.narrow(3, 0, 1)?.squeeze(3)? + y.narrow(3, 1, 1)?.squeeze(3)?)? / 2.0
             };
             x = if t % 2 == 1 {
                 if t > 1 {
-                    Tensor::cat(&[&x.narrow(1, 0, 1)?, &pairs(&x.narrow(1, 1, t - 1)?, t - 1)?], 1)?
+                    Tensor::cat(&[&x.narrow(2, 0, 1)?, &pairs(&x.narrow(2, 1, t - 1)?, t - 1)?], 2)?
                 } else {
                     x
                 }
@@ -309,25 +312,25 @@ impl Resample3d {
                 pairs(&x, t)?
             };
         }
-        self.conv.forward(&x.pad_with_zeros(3, 0, 1)?.pad_with_zeros(4, 0, 1)?, 0, 2)
+        self.conv.forward(&x, (0, 1), 2)
     }
 
     /// Nearest ×2 in space (and in time when `compress_time`, the first frame of an odd
     /// count > 1 not doubled), then Conv2d k3 p1 per frame.
     fn upsample(&self, x: &Tensor) -> Result<Tensor> {
-        let (b, t, c, h, w) = x.dims5()?;
-        let x = x.reshape((b * t, c, h, w))?.upsample_nearest2d(2 * h, 2 * w)?.reshape((b, t, c, 2 * h, 2 * w))?;
+        let (b, c, t, h, w) = x.dims5()?;
+        let x = x.reshape((b, c * t, h, w))?.upsample_nearest2d(2 * h, 2 * w)?.reshape((b, c, t, 2 * h, 2 * w))?;
         let x = if self.compress_time && t > 1 {
             let idx: Vec<u32> = if t % 2 == 1 {
                 std::iter::once(0).chain((1..t as u32).flat_map(|i| [i, i])).collect()
             } else {
                 (0..t as u32).flat_map(|i| [i, i]).collect()
             };
-            x.index_select(&Tensor::new(idx.as_slice(), x.device())?, 1)?
+            x.index_select(&Tensor::new(idx.as_slice(), x.device())?, 2)?
         } else {
             x
         };
-        self.conv.forward(&x, 1, 1)
+        self.conv.forward(&x, (1, 1), 1)
     }
 }
 
@@ -365,12 +368,11 @@ impl Encoder {
         let mid = (0..2)
             .map(|j| ResnetBlock3d::new(c, c, cfg, None, vb.pp("mid_block").pp("resnets").pp(j)))
             .collect::<Result<Vec<_>>>()?;
-        let norm_out = GroupNorm3d::new(cfg.norm_num_groups, c, 1e-6, vb.pp("norm_out"))?;
+        let norm_out = group_norm(cfg.norm_num_groups, c, 1e-6, vb.pp("norm_out"))?;
         let conv_out = CausalConv3d::new(c, 2 * cfg.latent_channels, 3, vb.pp("conv_out"))?;
         Ok(Self { conv_in, down, mid, norm_out, conv_out })
     }
 
-    /// Frame-major in and out.
     fn forward(&self, x: &Tensor, cache: &mut ConvCache) -> Result<Tensor> {
         cache.begin();
         let mut h = self.conv_in.forward(x, Some(cache))?;
@@ -429,7 +431,6 @@ impl Decoder {
         Ok(Self { conv_in, mid, up, norm_out, conv_out })
     }
 
-    /// Frame-major latent chunk in, frame-major pixels out.
     fn forward(&self, z: &Tensor, cache: &mut ConvCache) -> Result<Tensor> {
         cache.begin();
         let mut h = self.conv_in.forward(z, Some(cache))?;
@@ -528,21 +529,20 @@ impl AutoencoderKLCogVideoX {
     /// `(B, latent, 1 + (T−1)/4, H/8, W/8)`; logvar clamped to [−30, 20] as diffusers'
     /// `DiagonalGaussianDistribution`. The latent for the DiT is `scaling_factor · mean`.
     pub fn encode(&self, x: &Tensor) -> Result<(Tensor, Tensor)> {
-        let xf = x.permute((0, 2, 1, 3, 4))?.contiguous()?;
-        let t = xf.dim(1)?;
+        let t = x.dim(2)?;
         let mut cache = ConvCache::new();
         let mut outs = Vec::new();
         for r in frame_chunks(t, self.encode_frame_batch) {
-            let mut h = self.encoder.forward(&xf.narrow(1, r.start, r.len())?, &mut cache)?;
+            let mut h = self.encoder.forward(&x.narrow(2, r.start, r.len())?, &mut cache)?;
             if let Some(q) = &self.quant_conv {
                 h = q.forward(&h)?;
             }
             outs.push(h);
         }
-        let h = Tensor::cat(&outs, 1)?;
-        let c = h.dim(2)? / 2;
-        let mean = h.narrow(2, 0, c)?.permute((0, 2, 1, 3, 4))?.contiguous()?;
-        let logvar = h.narrow(2, c, c)?.clamp(-30f32, 20f32)?.permute((0, 2, 1, 3, 4))?.contiguous()?;
+        let h = Tensor::cat(&outs, 2)?;
+        let c = h.dim(1)? / 2;
+        let mean = h.narrow(1, 0, c)?.contiguous()?;
+        let logvar = h.narrow(1, c, c)?.clamp(-30f32, 20f32)?;
         Ok((mean, logvar))
     }
 
@@ -567,12 +567,11 @@ impl AutoencoderKLCogVideoX {
     /// chunks of [`Self::decode_chunks`] in order to reproduce `decode` piece by piece, e.g.
     /// for previews). The first chunk of 3 latents gives 9 frames, later chunks of 2 give 8.
     pub fn decode_chunk(&self, z: &Tensor, state: &mut DecodeState) -> Result<Tensor> {
-        let mut zf = z.permute((0, 2, 1, 3, 4))?.contiguous()?;
+        let mut z = z.contiguous()?;
         if let Some(p) = &self.post_quant_conv {
-            zf = p.forward(&zf)?;
+            z = p.forward(&z)?;
         }
-        let y = self.decoder.forward(&zf, &mut state.cache)?;
-        y.permute((0, 2, 1, 3, 4))?.contiguous()
+        self.decoder.forward(&z, &mut state.cache)
     }
 
     /// Decode all latent frames in one pass (no chunking; differs slightly from `decode`
@@ -614,5 +613,45 @@ mod tests {
         assert_eq!(cfg.frames_for_latents(13), 49);
         let bad = VaeConfig::from_json_str(r#"{"norm_num_groups": 7}"#);
         assert!(bad.is_err());
+    }
+}
+
+#[cfg(test)]
+mod timing {
+    use super::*;
+    use candle_core::{DType, Device};
+
+    /// Wall time of a 13-latent-frame decode (49 frames) at 64×64 and an encode of the same
+    /// clip, for a few small configs (run with `--ignored --nocapture`).
+    #[test]
+    #[ignore]
+    fn vae_decode_timing_13_latents_64px() -> Result<()> {
+        let dev = Device::Cpu;
+        let configs = [
+            ("tiny [16,32,32,32] L1 z4", VaeConfig::tiny()),
+            (
+                "small [32,64,64,64] L1 z16",
+                VaeConfig { block_out_channels: vec![32, 64, 64, 64], latent_channels: 16, layers_per_block: 1, norm_num_groups: 8, ..VaeConfig::default() },
+            ),
+            (
+                "medium [64,128,128,128] L2 z16",
+                VaeConfig { block_out_channels: vec![64, 128, 128, 128], latent_channels: 16, layers_per_block: 2, norm_num_groups: 32, ..VaeConfig::default() },
+            ),
+        ];
+        for (name, cfg) in configs {
+            let vae = AutoencoderKLCogVideoX::new(&cfg, VarBuilder::zeros(DType::F32, &dev))?;
+            let z = Tensor::randn(0f32, 1., (1, cfg.latent_channels, 13, 8, 8), &dev)?;
+            let t0 = std::time::Instant::now();
+            let y = vae.decode(&z)?;
+            let dt = t0.elapsed().as_secs_f64();
+            assert_eq!(y.dims(), &[1, 3, 49, 64, 64]);
+            let x = Tensor::randn(0f32, 1., (1, 3, 49, 64, 64), &dev)?;
+            let t0 = std::time::Instant::now();
+            let (m, _) = vae.encode(&x)?;
+            let de = t0.elapsed().as_secs_f64();
+            assert_eq!(m.dims(), &[1, cfg.latent_channels, 13, 8, 8]);
+            println!("{name}: decode 13 latents -> 49x64x64 {:.0} ms, encode 49 frames {:.0} ms", dt * 1e3, de * 1e3);
+        }
+        Ok(())
     }
 }
