@@ -200,7 +200,7 @@ pub fn conv3d_cthw(
 }
 
 /// Output rows `(t, h)` per im2col tile are chosen so a tile holds about this many elements.
-const IM2COL_TILE_ELEMS: usize = 8 << 20;
+const IM2COL_TILE_ELEMS: usize = 4 << 20;
 
 fn conv3d_cpu_im2col(x: &Tensor, w: &Conv3dWeights, pad: (usize, usize), stride: usize) -> Result<Tensor> {
     match x.dtype() {
@@ -287,7 +287,8 @@ fn conv3d_cpu_im2col_t<T: WithDType>(
     let g = Geom { c, tp, h, w: wd, kt: w.kt, kh: w.kh, kw: w.kw, ho, wo, stride, pad: pad_lo };
     let rows = c * w.kt * w.kh * w.kw + 1;
     let nq = to * ho;
-    let q_per_tile = (IM2COL_TILE_ELEMS / (rows * wo)).clamp(1, nq);
+    // At least ~2048 columns per tile so the matmul stays efficient for wide kernels.
+    let q_per_tile = (IM2COL_TILE_ELEMS / (rows * wo)).max(2048usize.div_ceil(wo)).clamp(1, nq);
     let threads = candle_core::utils::get_num_threads().max(1);
     let gemm_w = if w.gemm_w.dtype() == x.dtype() { w.gemm_w.clone() } else { w.gemm_w.to_dtype(x.dtype())? };
     let (storage, layout) = x.storage_and_layout();
@@ -304,7 +305,15 @@ fn conv3d_cpu_im2col_t<T: WithDType>(
         while q0 < nq {
             let nqt = q_per_tile.min(nq - q0);
             let pt = nqt * wo;
-            let mut cols = vec![T::zero(); rows * pt];
+            let n = rows * pt;
+            let mut cols: Vec<T> = Vec::with_capacity(n);
+            // SAFETY: `im2col_rows` writes every element of `cols` (each row either filled
+            // with ones, or per output row a zero fill and/or a copy covering all `wo` slots)
+            // before anything reads it; `T` is a plain `Copy` float type without drop glue.
+            #[allow(clippy::uninit_vec)]
+            unsafe {
+                cols.set_len(n)
+            };
             let rows_per_thread = rows.div_ceil(threads);
             if threads > 1 && rows * pt > 1 << 16 {
                 std::thread::scope(|s| {

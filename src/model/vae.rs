@@ -4,14 +4,19 @@
 //! Tensors use the PyTorch layout `(B, C, T, H, W)` throughout (see `conv3d.rs` for how the
 //! 3-D convolutions are computed).
 //!
-//! Chunking mirrors diffusers 0.42.1 exactly, because GroupNorm statistics are per chunk:
+//! Chunking matters because GroupNorm statistics are per chunk:
 //! * `decode`: latent frames in chunks of 2, the remainder joining the first chunk
-//!   (13 → [0:3], [3:5], …, [11:13]), causal-conv caches carried between chunks.
-//! * `encode`: **the encoder is chunked too** (`num_sample_frames_batch_size = 8`): pixel
-//!   frames [0:8+r], [8+r:16+r], … with r = T mod 8 (49 → [0:9], [9:17], …, [41:49]), caches
-//!   carried. A single image is one chunk. The temporal down-sampling pairs frames the same way
-//!   as an unchunked pass, so the only difference from an unchunked encode is the per-chunk
-//!   GroupNorm statistics. [`AutoencoderKLCogVideoX::encode_frame_batch`] exposes the choice.
+//!   (13 → [0:3], [3:5], …, [11:13]), causal-conv caches carried between chunks — the same in
+//!   the official SAT code and in diffusers.
+//! * `encode`: **the whole clip at once**, as the official SAT code (and the `vae_tiny`
+//!   fixture) does. diffusers 0.42.1 instead runs the encoder in 8-frame batches
+//!   (`num_sample_frames_batch_size = 8`: pixel frames [0:8+r], [8+r:16+r], … with r = T mod 8,
+//!   49 → [0:9], [9:17], …, [41:49]) with a conv cache, which changes the posterior of a clip
+//!   (15 % on the tiny fixture clip); set [`AutoencoderKLCogVideoX::encode_frame_batch`] to 8
+//!   to reproduce diffusers (checked against diffusers 0.42.1: 1.1e-6). A single image — all
+//!   VideoVLA inference encodes — is identical either way.
+//! * The official `encode_first_stage` *samples* the posterior (`mean + exp(logvar/2)·ε`);
+//!   `encode` returns `(mean, logvar)`, and [`sample_posterior`] does the sampling with a given ε.
 
 use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
@@ -457,6 +462,9 @@ pub fn frame_chunks(n: usize, batch: usize) -> Vec<std::ops::Range<usize>> {
         return vec![];
     }
     let batch = batch.max(1);
+    if batch >= n {
+        return vec![0..n];
+    }
     let num = (n / batch).max(1);
     let rem = n % batch;
     (0..num)
@@ -466,6 +474,12 @@ pub fn frame_chunks(n: usize, batch: usize) -> Vec<std::ops::Range<usize>> {
             start..end
         })
         .collect()
+}
+
+/// A posterior sample `mean + exp(logvar / 2) · eps` (what the official `encode_first_stage`
+/// uses, before the ×scaling_factor), with caller-provided standard-normal `eps`.
+pub fn sample_posterior(mean: &Tensor, logvar: &Tensor, eps: &Tensor) -> Result<Tensor> {
+    mean + (logvar * 0.5)?.exp()?.mul(eps)?
 }
 
 /// State of a chunked decode: the causal-conv caches of the previous chunks.
@@ -488,7 +502,8 @@ pub struct AutoencoderKLCogVideoX {
     quant_conv: Option<PointwiseConv3d>,
     post_quant_conv: Option<PointwiseConv3d>,
     cfg: VaeConfig,
-    /// Pixel frames per encoder chunk (diffusers 0.42.1: 8). `usize::MAX` = no chunking.
+    /// Pixel frames per encoder chunk: `usize::MAX` (default) = the whole clip as the official
+    /// SAT code; 8 = diffusers 0.42.1.
     pub encode_frame_batch: usize,
     /// Latent frames per decoder chunk (diffusers: 2).
     pub decode_frame_batch: usize,
@@ -516,7 +531,7 @@ impl AutoencoderKLCogVideoX {
             quant_conv,
             post_quant_conv,
             cfg: cfg.clone(),
-            encode_frame_batch: 8,
+            encode_frame_batch: usize::MAX,
             decode_frame_batch: 2,
         })
     }
@@ -581,8 +596,7 @@ impl AutoencoderKLCogVideoX {
         self.decode_chunk(z, &mut state)
     }
 
-    /// Mean over the time axis helper for callers that want the posterior mode scaled for the
-    /// DiT: `scaling_factor · mean`.
+    /// The DiT's latent from a posterior mean (or sample): `scaling_factor · z`.
     pub fn scale_latent(&self, mean: &Tensor) -> Result<Tensor> {
         mean.affine(self.cfg.scaling_factor, 0.0)
     }
@@ -602,6 +616,7 @@ mod tests {
         assert_eq!(frame_chunks(17, 8), vec![0..9, 9..17]);
         assert_eq!(frame_chunks(1, 8), vec![0..1]);
         assert_eq!(frame_chunks(5, 8), vec![0..5]);
+        assert_eq!(frame_chunks(49, usize::MAX), vec![0..49]);
     }
 
     #[test]
