@@ -129,6 +129,25 @@ fn vae_decode_chunked_matches_reference() {
     assert!(e_whole > 1e-4, "unchunked decode should not match the chunked reference ({e_whole})");
 }
 
+/// f64 takes the tensor-op GroupNorm/spatial-norm path (the fused CPU kernel is f32-only),
+/// i.e. what other devices and dtypes run.
+#[test]
+fn vae_f64_tensor_op_path_matches_reference() {
+    let fx = vae_fixture::load();
+    let vb = VarBuilder::from_tensors(fx.weights(), DType::F64, &Device::Cpu);
+    let vae = videovla::model::vae::AutoencoderKLCogVideoX::new(&fx.cfg, vb).unwrap();
+    let f64_of = |name: &str| fx.io(name).to_dtype(DType::F64).unwrap();
+    let (mean, logvar) = vae.encode(&f64_of("video")).unwrap();
+    let dec = vae.decode(&f64_of("z")).unwrap();
+    let (e_m, e_l, e_d) = (
+        rel_err(&mean, fx.io("posterior_mean")),
+        rel_err(&logvar, fx.io("posterior_logvar")),
+        rel_err(&dec, fx.io("decoded")),
+    );
+    println!("vae f64 tensor-op path: rel err mean {e_m:.3e}, logvar {e_l:.3e}, decoded {e_d:.3e}");
+    assert!(e_m <= 1e-4 && e_l <= 1e-4 && e_d <= 1e-4);
+}
+
 #[test]
 fn vae_missing_or_misshaped_weight_is_a_named_error() {
     let fx = vae_fixture::load();
