@@ -19,6 +19,8 @@
 //! 64×64): Auto ≈ 40 ms, PerTap ≈ 215 ms, Folded ≈ 265 ms, Im2col ≈ 260 ms — candle's own
 //! conv2d spends most of its time in its per-element im2col.
 
+use std::sync::OnceLock;
+
 use candle_core::{DType, Device, Module, Result, Storage, Tensor, WithDType};
 use candle_nn::VarBuilder;
 
@@ -35,46 +37,85 @@ pub enum Conv3dAlgo {
     Im2col,
 }
 
-/// Weights of a stride-1 3-D convolution, pre-arranged for each algorithm.
+/// Weights of a stride-1 3-D convolution; the arrangement each algorithm needs is built on
+/// first use and kept (so a model only holds the one it runs with besides the original).
 #[derive(Debug, Clone)]
 pub struct Conv3dWeights {
     /// `(O, C, kt, kh, kw)`, as stored in the checkpoint.
     pub weight: Tensor,
     pub bias: Option<Tensor>,
     /// `(O, kt·C, kh, kw)` with channel index `k·C + c`.
-    folded: Tensor,
+    folded: OnceLock<Tensor>,
     /// `kt` tensors `(O, C, kh, kw)`.
-    taps: Vec<Tensor>,
+    taps: OnceLock<Vec<Tensor>>,
     /// `(O, kt·kh·kw·C)`, column index `((k·kh + i)·kw + j)·C + c`.
-    im2col: Tensor,
+    im2col: OnceLock<Tensor>,
     /// `(O, C·kt·kh·kw + 1)`: the weight in checkpoint order with the bias as last column.
-    gemm_w: Tensor,
+    gemm_w: OnceLock<Tensor>,
     pub kt: usize,
     pub kh: usize,
     pub kw: usize,
 }
 
+/// `OnceLock::get_or_try_init` (unstable) for a fallible tensor arrangement.
+fn cached<T: Clone>(cell: &OnceLock<T>, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    if let Some(v) = cell.get() {
+        return Ok(v.clone());
+    }
+    let v = f()?;
+    Ok(cell.get_or_init(|| v).clone())
+}
+
 impl Conv3dWeights {
     pub fn new(weight: Tensor, bias: Option<Tensor>) -> Result<Self> {
-        let (o, c, kt, kh, kw) = weight.dims5()?;
-        let folded = weight
-            .permute((0, 2, 1, 3, 4))?
-            .reshape((o, kt * c, kh, kw))?
-            .contiguous()?;
-        let taps = (0..kt)
-            .map(|k| weight.narrow(2, k, 1)?.squeeze(2)?.contiguous())
-            .collect::<Result<Vec<_>>>()?;
-        let im2col = weight
-            .permute((0, 2, 3, 4, 1))?
-            .reshape((o, kt * kh * kw * c))?
-            .contiguous()?;
-        let flat = weight.reshape((o, c * kt * kh * kw))?;
-        let bias_col = match &bias {
-            Some(b) => b.reshape((o, 1))?,
-            None => Tensor::zeros((o, 1), weight.dtype(), weight.device())?,
+        let (_, _, kt, kh, kw) = weight.dims5()?;
+        let w = Self {
+            weight,
+            bias,
+            folded: OnceLock::new(),
+            taps: OnceLock::new(),
+            im2col: OnceLock::new(),
+            gemm_w: OnceLock::new(),
+            kt,
+            kh,
+            kw,
         };
-        let gemm_w = Tensor::cat(&[&flat, &bias_col], 1)?.contiguous()?;
-        Ok(Self { weight, bias, folded, taps, im2col, gemm_w, kt, kh, kw })
+        if w.weight.device().is_cpu() {
+            w.gemm_w()?; // built at load time rather than inside the first forward pass
+        }
+        Ok(w)
+    }
+
+    fn folded(&self) -> Result<Tensor> {
+        cached(&self.folded, || {
+            let (o, c, kt, kh, kw) = self.weight.dims5()?;
+            self.weight.permute((0, 2, 1, 3, 4))?.reshape((o, kt * c, kh, kw))?.contiguous()
+        })
+    }
+
+    fn taps(&self) -> Result<Vec<Tensor>> {
+        cached(&self.taps, || {
+            (0..self.kt).map(|k| self.weight.narrow(2, k, 1)?.squeeze(2)?.contiguous()).collect()
+        })
+    }
+
+    fn im2col(&self) -> Result<Tensor> {
+        cached(&self.im2col, || {
+            let (o, c, kt, kh, kw) = self.weight.dims5()?;
+            self.weight.permute((0, 2, 3, 4, 1))?.reshape((o, kt * kh * kw * c))?.contiguous()
+        })
+    }
+
+    fn gemm_w(&self) -> Result<Tensor> {
+        cached(&self.gemm_w, || {
+            let (o, c, kt, kh, kw) = self.weight.dims5()?;
+            let flat = self.weight.reshape((o, c * kt * kh * kw))?;
+            let bias_col = match &self.bias {
+                Some(b) => b.reshape((o, 1))?,
+                None => Tensor::zeros((o, 1), self.weight.dtype(), self.weight.device())?,
+            };
+            Tensor::cat(&[&flat, &bias_col], 1)?.contiguous()
+        })
     }
 
     pub fn out_channels(&self) -> usize {
@@ -116,12 +157,12 @@ pub fn conv3d_frames_strided(
     }
     let out = if w.kt == 1 {
         let xs = x.reshape((b * tp, c, h, wd))?;
-        xs.conv2d(&w.taps[0], pad_hw, stride, 1, 1)?
+        xs.conv2d(&w.taps()?[0], pad_hw, stride, 1, 1)?
     } else {
         match algo {
             Conv3dAlgo::PerTap => {
                 let mut acc: Option<Tensor> = None;
-                for (k, tap) in w.taps.iter().enumerate() {
+                for (k, tap) in w.taps()?.iter().enumerate() {
                     let xs = x.narrow(1, k, t_out)?.reshape((b * t_out, c, h, wd))?;
                     let y = xs.conv2d(tap, pad_hw, stride, 1, 1)?;
                     acc = Some(match acc {
@@ -136,7 +177,7 @@ pub fn conv3d_frames_strided(
                     .map(|k| x.narrow(1, k, t_out))
                     .collect::<Result<Vec<_>>>()?;
                 let xs = Tensor::cat(&parts, 2)?.reshape((b * t_out, w.kt * c, h, wd))?;
-                xs.conv2d(&w.folded, pad_hw, stride, 1, 1)?
+                xs.conv2d(&w.folded()?, pad_hw, stride, 1, 1)?
             }
             Conv3dAlgo::Im2col => {
                 let xp = if pad_hw > 0 {
@@ -156,7 +197,7 @@ pub fn conv3d_frames_strided(
                 }
                 let kk = parts.len();
                 let cols = Tensor::stack(&parts, 2)?.reshape((b * t_out, kk * c, ho * wo))?;
-                let wm = w.im2col.broadcast_as((b * t_out, o, kk * c))?;
+                let wm = w.im2col()?.broadcast_as((b * t_out, o, kk * c))?;
                 wm.matmul(&cols)?
             }
         }
@@ -290,7 +331,8 @@ fn conv3d_cpu_im2col_t<T: WithDType>(
     // At least ~2048 columns per tile so the matmul stays efficient for wide kernels.
     let q_per_tile = (IM2COL_TILE_ELEMS / (rows * wo)).max(2048usize.div_ceil(wo)).clamp(1, nq);
     let threads = candle_core::utils::get_num_threads().max(1);
-    let gemm_w = if w.gemm_w.dtype() == x.dtype() { w.gemm_w.clone() } else { w.gemm_w.to_dtype(x.dtype())? };
+    let gemm_w = w.gemm_w()?;
+    let gemm_w = if gemm_w.dtype() == x.dtype() { gemm_w } else { gemm_w.to_dtype(x.dtype())? };
     let (storage, layout) = x.storage_and_layout();
     let data: &[T] = match &*storage {
         Storage::Cpu(s) => &s.as_slice::<T>()?[layout.start_offset()..],
@@ -626,7 +668,7 @@ mod tests {
     #[ignore]
     fn conv3d_algo_timings() -> Result<()> {
         let dev = Device::Cpu;
-        for &(c, o, t, hw) in &[(32usize, 32usize, 9usize, 64usize), (64, 64, 5, 32), (64, 64, 3, 16), (128, 128, 11, 64)] {
+        for &(c, o, t, hw) in &[(16usize, 8usize, 10usize, 64usize), (8, 8, 10, 64), (32, 32, 8, 64), (32, 16, 10, 32), (64, 64, 5, 32), (128, 128, 11, 64)] {
             let x = Tensor::randn(0f32, 1., (1, t + 2, c, hw, hw), &dev)?;
             let w = Conv3dWeights::new(Tensor::randn(0f32, 0.1, (o, c, 3, 3, 3), &dev)?, None)?;
             let x = x.permute((0, 2, 1, 3, 4))?.contiguous()?; // (B, C, T, H, W)
