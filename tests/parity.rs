@@ -283,6 +283,7 @@ mod vae_parity {
 
         pub struct Fixture {
             pub cfg: VaeConfig,
+            pub json: serde_json::Value,
             pub tensors: HashMap<String, Tensor>,
         }
 
@@ -295,10 +296,12 @@ mod vae_parity {
                 json.display(),
                 st.display()
             );
-            let cfg = VaeConfig::from_json_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+            let text = std::fs::read_to_string(&json).unwrap();
+            let cfg = VaeConfig::from_json_str(&text).unwrap();
+            let json: serde_json::Value = serde_json::from_str(&text).unwrap();
             let tensors = candle_core::safetensors::load(&st, &Device::Cpu).unwrap();
             let tensors = tensors.into_iter().map(|(k, v)| (k, v.to_dtype(DType::F32).unwrap())).collect();
-            Fixture { cfg, tensors }
+            Fixture { cfg, json, tensors }
         }
 
         impl Fixture {
@@ -330,6 +333,13 @@ mod vae_parity {
         assert!(e_mean <= 1e-4, "posterior_mean rel err {e_mean}");
         assert!(e_logvar <= 1e-4, "posterior_logvar rel err {e_logvar}");
         assert!(e_img <= 1e-4, "image_mean rel err {e_img}");
+
+        // The reference encodes the whole clip at once (SAT); diffusers' 8-frame batches differ.
+        let mut batched = fx.model();
+        batched.encode_frame_batch = 8;
+        let e_batched = rel_err(&batched.encode(fx.io("video")).unwrap().0, fx.io("posterior_mean"));
+        println!("vae encode in diffusers' 8-frame batches: rel err {e_batched:.3e} (expected to differ)");
+        assert!(e_batched > 1e-3, "8-frame batched encode should differ from the whole-clip reference");
     }
 
     #[test]
@@ -339,6 +349,15 @@ mod vae_parity {
         let z = fx.io("z");
         let want = fx.io("decoded");
         let t0 = std::time::Instant::now();
+        if let Some(chunks) = fx.json.get("decode_chunks") {
+            let want_chunks: Vec<std::ops::Range<usize>> = chunks
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c[0].as_u64().unwrap() as usize..c[1].as_u64().unwrap() as usize)
+                .collect();
+            assert_eq!(vae.decode_chunks(z.dim(2).unwrap()), want_chunks);
+        }
         let got = vae.decode(z).unwrap();
         let dt = t0.elapsed();
         let e = rel_err(&got, want);
@@ -360,6 +379,25 @@ mod vae_parity {
         let e_whole = rel_err(&vae.decode_unchunked(z).unwrap(), want);
         println!("vae decode without chunking: rel err {e_whole:.3e} (expected to differ)");
         assert!(e_whole > 1e-4, "unchunked decode should not match the chunked reference ({e_whole})");
+    }
+
+    /// f64 takes the tensor-op GroupNorm/spatial-norm path (the fused CPU kernel is f32-only),
+    /// i.e. what other devices and dtypes run.
+    #[test]
+    fn vae_f64_tensor_op_path_matches_reference() {
+        let fx = vae_fixture::load();
+        let vb = VarBuilder::from_tensors(fx.weights(), DType::F64, &Device::Cpu);
+        let vae = videovla::model::vae::AutoencoderKLCogVideoX::new(&fx.cfg, vb).unwrap();
+        let f64_of = |name: &str| fx.io(name).to_dtype(DType::F64).unwrap();
+        let (mean, logvar) = vae.encode(&f64_of("video")).unwrap();
+        let dec = vae.decode(&f64_of("z")).unwrap();
+        let (e_m, e_l, e_d) = (
+            rel_err(&mean, fx.io("posterior_mean")),
+            rel_err(&logvar, fx.io("posterior_logvar")),
+            rel_err(&dec, fx.io("decoded")),
+        );
+        println!("vae f64 tensor-op path: rel err mean {e_m:.3e}, logvar {e_l:.3e}, decoded {e_d:.3e}");
+        assert!(e_m <= 1e-4 && e_l <= 1e-4 && e_d <= 1e-4);
     }
 
     #[test]

@@ -1,21 +1,34 @@
 //! 3-D convolution for candle (which has none), and CogVideoX's causal Conv3d.
 //!
-//! Activations are kept **frame-major**, `(B, T, C, H, W)`, inside the VAE: then every frame
-//! is a plain `(C, H, W)` image, a batch of frames `(B·T, C, H, W)` is a free reshape, and a
-//! 3-D convolution with a `kt×kh×kw` kernel is a 2-D convolution whose input channels are the
-//! `kt` neighbouring frames stacked ("folded"): `out[t] = conv2d(cat(x[t..t+kt], dim=C), W')`
-//! with `W'[o, k·C + c] = W[o, c, k]`. Only stride 1 is needed by CogVideoX.
+//! The VAE keeps activations in PyTorch's layout `(B, C, T, H, W)`. A stride-1 (in time)
+//! 3-D convolution is computed in one of these ways (all equal to a naive direct convolution,
+//! see the unit tests):
 //!
-//! Three algorithms compute the same thing (the unit tests compare each with a naive direct
-//! convolution); [`Conv3dAlgo::Folded`] was the fastest on a 2-core CPU at VAE-like sizes (see
-//! `conv3d_algo_timings`), so it is the default.
+//! * [`Conv3dAlgo::Auto`] (default): on the CPU an explicit im2col written here — rows
+//!   `(c, kt, kh, kw)` (the checkpoint's weight order, so the weight is a plain reshape), one
+//!   column per output pixel of all frames, plus a row of ones that carries the bias — then a
+//!   single candle matmul `(O, K+1) × (K+1, P)` whose result is already `(O, T, H, W)`. Large
+//!   inputs are processed in tiles of output rows to bound memory. On other devices it uses
+//!   `Folded`.
+//! * tensor-op algorithms on a frame-major `(B, T, C, H, W)` view: [`Conv3dAlgo::PerTap`] (one
+//!   conv2d per time tap, summed), [`Conv3dAlgo::Folded`] (the `kt` neighbouring frames stacked
+//!   into the channel axis, one conv2d with `kt·C` inputs) and [`Conv3dAlgo::Im2col`] (im2col
+//!   by stacking narrowed views, batched matmul).
+//!
+//! Measured on the 2-core dev machine (`conv3d_algo_timings`, C=O=32, 9 output frames of
+//! 64×64): Auto ≈ 40 ms, PerTap ≈ 215 ms, Folded ≈ 265 ms, Im2col ≈ 260 ms — candle's own
+//! conv2d spends most of its time in its per-element im2col.
 
-use candle_core::{DType, Module, Result, Tensor, D};
+use std::sync::OnceLock;
+
+use candle_core::{DType, Device, Module, Result, Storage, Tensor, WithDType};
 use candle_nn::VarBuilder;
 
 /// How a stride-1 3-D convolution is computed. All work on any device (tensor ops only).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Conv3dAlgo {
+    /// CPU: the im2col + one matmul of this module; other devices: `Folded`.
+    Auto,
     /// One conv2d per time tap, summed.
     PerTap,
     /// Time taps stacked into the channel axis, one conv2d with `kt·C` input channels.
@@ -24,38 +37,85 @@ pub enum Conv3dAlgo {
     Im2col,
 }
 
-/// Weights of a stride-1 3-D convolution, pre-arranged for each algorithm.
+/// Weights of a stride-1 3-D convolution; the arrangement each algorithm needs is built on
+/// first use and kept (so a model only holds the one it runs with besides the original).
 #[derive(Debug, Clone)]
 pub struct Conv3dWeights {
     /// `(O, C, kt, kh, kw)`, as stored in the checkpoint.
     pub weight: Tensor,
     pub bias: Option<Tensor>,
     /// `(O, kt·C, kh, kw)` with channel index `k·C + c`.
-    folded: Tensor,
+    folded: OnceLock<Tensor>,
     /// `kt` tensors `(O, C, kh, kw)`.
-    taps: Vec<Tensor>,
+    taps: OnceLock<Vec<Tensor>>,
     /// `(O, kt·kh·kw·C)`, column index `((k·kh + i)·kw + j)·C + c`.
-    im2col: Tensor,
+    im2col: OnceLock<Tensor>,
+    /// `(O, C·kt·kh·kw + 1)`: the weight in checkpoint order with the bias as last column.
+    gemm_w: OnceLock<Tensor>,
     pub kt: usize,
     pub kh: usize,
     pub kw: usize,
 }
 
+/// `OnceLock::get_or_try_init` (unstable) for a fallible tensor arrangement.
+fn cached<T: Clone>(cell: &OnceLock<T>, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    if let Some(v) = cell.get() {
+        return Ok(v.clone());
+    }
+    let v = f()?;
+    Ok(cell.get_or_init(|| v).clone())
+}
+
 impl Conv3dWeights {
     pub fn new(weight: Tensor, bias: Option<Tensor>) -> Result<Self> {
-        let (o, c, kt, kh, kw) = weight.dims5()?;
-        let folded = weight
-            .permute((0, 2, 1, 3, 4))?
-            .reshape((o, kt * c, kh, kw))?
-            .contiguous()?;
-        let taps = (0..kt)
-            .map(|k| weight.narrow(2, k, 1)?.squeeze(2)?.contiguous())
-            .collect::<Result<Vec<_>>>()?;
-        let im2col = weight
-            .permute((0, 2, 3, 4, 1))?
-            .reshape((o, kt * kh * kw * c))?
-            .contiguous()?;
-        Ok(Self { weight, bias, folded, taps, im2col, kt, kh, kw })
+        let (_, _, kt, kh, kw) = weight.dims5()?;
+        let w = Self {
+            weight,
+            bias,
+            folded: OnceLock::new(),
+            taps: OnceLock::new(),
+            im2col: OnceLock::new(),
+            gemm_w: OnceLock::new(),
+            kt,
+            kh,
+            kw,
+        };
+        if w.weight.device().is_cpu() {
+            w.gemm_w()?; // built at load time rather than inside the first forward pass
+        }
+        Ok(w)
+    }
+
+    fn folded(&self) -> Result<Tensor> {
+        cached(&self.folded, || {
+            let (o, c, kt, kh, kw) = self.weight.dims5()?;
+            self.weight.permute((0, 2, 1, 3, 4))?.reshape((o, kt * c, kh, kw))?.contiguous()
+        })
+    }
+
+    fn taps(&self) -> Result<Vec<Tensor>> {
+        cached(&self.taps, || {
+            (0..self.kt).map(|k| self.weight.narrow(2, k, 1)?.squeeze(2)?.contiguous()).collect()
+        })
+    }
+
+    fn im2col(&self) -> Result<Tensor> {
+        cached(&self.im2col, || {
+            let (o, c, kt, kh, kw) = self.weight.dims5()?;
+            self.weight.permute((0, 2, 3, 4, 1))?.reshape((o, kt * kh * kw * c))?.contiguous()
+        })
+    }
+
+    fn gemm_w(&self) -> Result<Tensor> {
+        cached(&self.gemm_w, || {
+            let (o, c, kt, kh, kw) = self.weight.dims5()?;
+            let flat = self.weight.reshape((o, c * kt * kh * kw))?;
+            let bias_col = match &self.bias {
+                Some(b) => b.reshape((o, 1))?,
+                None => Tensor::zeros((o, 1), self.weight.dtype(), self.weight.device())?,
+            };
+            Tensor::cat(&[&flat, &bias_col], 1)?.contiguous()
+        })
     }
 
     pub fn out_channels(&self) -> usize {
@@ -70,6 +130,17 @@ impl Conv3dWeights {
 /// Stride-1 3-D convolution of a frame-major tensor `x: (B, Tp, C, H, W)`: no time padding
 /// (the caller pads), `pad_hw` zeros on each spatial side. Returns `(B, Tp-kt+1, O, Ho, Wo)`.
 pub fn conv3d_frames(x: &Tensor, w: &Conv3dWeights, pad_hw: usize, algo: Conv3dAlgo) -> Result<Tensor> {
+    conv3d_frames_strided(x, w, pad_hw, 1, algo)
+}
+
+/// [`conv3d_frames`] with a spatial stride (not for [`Conv3dAlgo::Im2col`]).
+pub fn conv3d_frames_strided(
+    x: &Tensor,
+    w: &Conv3dWeights,
+    pad_hw: usize,
+    stride: usize,
+    algo: Conv3dAlgo,
+) -> Result<Tensor> {
     let (b, tp, c, h, wd) = x.dims5()?;
     if c != w.in_channels() {
         candle_core::bail!("conv3d: input has {c} channels, kernel expects {}", w.in_channels())
@@ -79,18 +150,21 @@ pub fn conv3d_frames(x: &Tensor, w: &Conv3dWeights, pad_hw: usize, algo: Conv3dA
     }
     let t_out = tp - w.kt + 1;
     let o = w.out_channels();
-    let ho = h + 2 * pad_hw + 1 - w.kh;
-    let wo = wd + 2 * pad_hw + 1 - w.kw;
+    let ho = (h + 2 * pad_hw - w.kh) / stride + 1;
+    let wo = (wd + 2 * pad_hw - w.kw) / stride + 1;
+    if stride != 1 && algo == Conv3dAlgo::Im2col {
+        candle_core::bail!("conv3d: the tensor im2col variant has no stride")
+    }
     let out = if w.kt == 1 {
         let xs = x.reshape((b * tp, c, h, wd))?;
-        xs.conv2d(&w.taps[0], pad_hw, 1, 1, 1)?
+        xs.conv2d(&w.taps()?[0], pad_hw, stride, 1, 1)?
     } else {
         match algo {
             Conv3dAlgo::PerTap => {
                 let mut acc: Option<Tensor> = None;
-                for (k, tap) in w.taps.iter().enumerate() {
+                for (k, tap) in w.taps()?.iter().enumerate() {
                     let xs = x.narrow(1, k, t_out)?.reshape((b * t_out, c, h, wd))?;
-                    let y = xs.conv2d(tap, pad_hw, 1, 1, 1)?;
+                    let y = xs.conv2d(tap, pad_hw, stride, 1, 1)?;
                     acc = Some(match acc {
                         None => y,
                         Some(a) => (a + y)?,
@@ -98,12 +172,12 @@ pub fn conv3d_frames(x: &Tensor, w: &Conv3dWeights, pad_hw: usize, algo: Conv3dA
                 }
                 acc.expect("kt >= 1")
             }
-            Conv3dAlgo::Folded => {
+            Conv3dAlgo::Folded | Conv3dAlgo::Auto => {
                 let parts = (0..w.kt)
                     .map(|k| x.narrow(1, k, t_out))
                     .collect::<Result<Vec<_>>>()?;
                 let xs = Tensor::cat(&parts, 2)?.reshape((b * t_out, w.kt * c, h, wd))?;
-                xs.conv2d(&w.folded, pad_hw, 1, 1, 1)?
+                xs.conv2d(&w.folded()?, pad_hw, stride, 1, 1)?
             }
             Conv3dAlgo::Im2col => {
                 let xp = if pad_hw > 0 {
@@ -123,7 +197,7 @@ pub fn conv3d_frames(x: &Tensor, w: &Conv3dWeights, pad_hw: usize, algo: Conv3dA
                 }
                 let kk = parts.len();
                 let cols = Tensor::stack(&parts, 2)?.reshape((b * t_out, kk * c, ho * wo))?;
-                let wm = w.im2col.broadcast_as((b * t_out, o, kk * c))?;
+                let wm = w.im2col()?.broadcast_as((b * t_out, o, kk * c))?;
                 wm.matmul(&cols)?
             }
         }
@@ -135,8 +209,180 @@ pub fn conv3d_frames(x: &Tensor, w: &Conv3dWeights, pad_hw: usize, algo: Conv3dA
     }
 }
 
+/// 3-D convolution of `x: (B, C, Tp, H, W)` (PyTorch layout), time stride 1 and no time
+/// padding (the caller pads), spatial stride `stride` and zero padding `pad_lo` before /
+/// `pad_hi` after on both height and width. Returns `(B, O, Tp-kt+1, Ho, Wo)`.
+pub fn conv3d_cthw(
+    x: &Tensor,
+    w: &Conv3dWeights,
+    (pad_lo, pad_hi): (usize, usize),
+    stride: usize,
+    algo: Conv3dAlgo,
+) -> Result<Tensor> {
+    let (b, c, tp, h, wd) = x.dims5()?;
+    if c != w.in_channels() {
+        candle_core::bail!("conv3d: input has {c} channels, kernel expects {}", w.in_channels())
+    }
+    if tp < w.kt || h + pad_lo + pad_hi < w.kh || wd + pad_lo + pad_hi < w.kw || stride == 0 {
+        candle_core::bail!("conv3d: input {:?} too small for kernel {:?}", x.dims(), w.weight.dims())
+    }
+    if algo == Conv3dAlgo::Auto && x.device().is_cpu() {
+        return conv3d_cpu_im2col(x, w, (pad_lo, pad_hi), stride);
+    }
+    // Tensor-op algorithms on the frame-major view.
+    let (xf, pad) = if pad_lo == pad_hi {
+        (x.permute((0, 2, 1, 3, 4))?.contiguous()?, pad_lo)
+    } else {
+        let xp = x.pad_with_zeros(3, pad_lo, pad_hi)?.pad_with_zeros(4, pad_lo, pad_hi)?;
+        (xp.permute((0, 2, 1, 3, 4))?.contiguous()?, 0)
+    };
+    let _ = (b, tp);
+    conv3d_frames_strided(&xf, w, pad, stride, algo)?.permute((0, 2, 1, 3, 4))?.contiguous()
+}
+
+/// Output rows `(t, h)` per im2col tile are chosen so a tile holds about this many elements.
+const IM2COL_TILE_ELEMS: usize = 4 << 20;
+
+fn conv3d_cpu_im2col(x: &Tensor, w: &Conv3dWeights, pad: (usize, usize), stride: usize) -> Result<Tensor> {
+    match x.dtype() {
+        DType::F32 => conv3d_cpu_im2col_t::<f32>(x, w, pad, stride),
+        DType::F64 => conv3d_cpu_im2col_t::<f64>(x, w, pad, stride),
+        DType::BF16 => conv3d_cpu_im2col_t::<half::bf16>(x, w, pad, stride),
+        DType::F16 => conv3d_cpu_im2col_t::<half::f16>(x, w, pad, stride),
+        d => candle_core::bail!("conv3d: unsupported dtype {d:?}"),
+    }
+}
+
+/// Geometry of one im2col: input `(C, Tp, H, W)`, kernel, output `(To, Ho, Wo)`.
+#[derive(Clone, Copy)]
+struct Geom {
+    c: usize,
+    tp: usize,
+    h: usize,
+    w: usize,
+    kt: usize,
+    kh: usize,
+    kw: usize,
+    ho: usize,
+    wo: usize,
+    stride: usize,
+    pad: usize,
+}
+
+/// Fill `out` (rows `row0..row0+out.len()/pt` of the `(K+1, pt)` column matrix) for the output
+/// rows `q0..q0+pt/wo` (flattened `(t, h)`). Row `K` is all ones (the bias row).
+fn im2col_rows<T: WithDType>(x: &[T], g: Geom, q0: usize, pt: usize, row0: usize, out: &mut [T]) {
+    let k_rows = g.c * g.kt * g.kh * g.kw;
+    let nq = pt / g.wo;
+    for (ri, dst) in out.chunks_mut(pt).enumerate() {
+        let r = row0 + ri;
+        if r == k_rows {
+            dst.fill(T::from_f64(1.0));
+            continue;
+        }
+        let j = r % g.kw;
+        let i = (r / g.kw) % g.kh;
+        let a = (r / (g.kw * g.kh)) % g.kt;
+        let ci = r / (g.kw * g.kh * g.kt);
+        for qi in 0..nq {
+            let q = q0 + qi;
+            let (to, hoi) = (q / g.ho, q % g.ho);
+            let seg = &mut dst[qi * g.wo..(qi + 1) * g.wo];
+            let h_in = (hoi * g.stride + i) as isize - g.pad as isize;
+            if h_in < 0 || h_in >= g.h as isize {
+                seg.fill(T::zero());
+                continue;
+            }
+            let base = ((ci * g.tp + to + a) * g.h + h_in as usize) * g.w;
+            let src = &x[base..base + g.w];
+            if g.stride == 1 {
+                // w_in = wo + j - pad, valid for wo in [lo, hi).
+                let lo = g.pad.saturating_sub(j).min(g.wo);
+                let hi = (g.w + g.pad).saturating_sub(j).min(g.wo).max(lo);
+                seg[..lo].fill(T::zero());
+                seg[hi..].fill(T::zero());
+                let s0 = lo + j - g.pad;
+                seg[lo..hi].copy_from_slice(&src[s0..s0 + (hi - lo)]);
+            } else {
+                for (woi, v) in seg.iter_mut().enumerate() {
+                    let w_in = (woi * g.stride + j) as isize - g.pad as isize;
+                    *v = if w_in < 0 || w_in >= g.w as isize { T::zero() } else { src[w_in as usize] };
+                }
+            }
+        }
+    }
+}
+
+fn conv3d_cpu_im2col_t<T: WithDType>(
+    x: &Tensor,
+    w: &Conv3dWeights,
+    (pad_lo, pad_hi): (usize, usize),
+    stride: usize,
+) -> Result<Tensor> {
+    let x = x.contiguous()?;
+    let (b, c, tp, h, wd) = x.dims5()?;
+    let o = w.out_channels();
+    let to = tp - w.kt + 1;
+    let ho = (h + pad_lo + pad_hi - w.kh) / stride + 1;
+    let wo = (wd + pad_lo + pad_hi - w.kw) / stride + 1;
+    let g = Geom { c, tp, h, w: wd, kt: w.kt, kh: w.kh, kw: w.kw, ho, wo, stride, pad: pad_lo };
+    let rows = c * w.kt * w.kh * w.kw + 1;
+    let nq = to * ho;
+    // At least ~2048 columns per tile so the matmul stays efficient for wide kernels.
+    let q_per_tile = (IM2COL_TILE_ELEMS / (rows * wo)).max(2048usize.div_ceil(wo)).clamp(1, nq);
+    let threads = candle_core::utils::get_num_threads().max(1);
+    let gemm_w = w.gemm_w()?;
+    let gemm_w = if gemm_w.dtype() == x.dtype() { gemm_w } else { gemm_w.to_dtype(x.dtype())? };
+    let (storage, layout) = x.storage_and_layout();
+    let data: &[T] = match &*storage {
+        Storage::Cpu(s) => &s.as_slice::<T>()?[layout.start_offset()..],
+        _ => candle_core::bail!("conv3d_cpu_im2col on a non-CPU tensor"),
+    };
+    let per_b = c * tp * h * wd;
+    let mut outs = Vec::with_capacity(b);
+    for bi in 0..b {
+        let xb = &data[bi * per_b..(bi + 1) * per_b];
+        let mut tiles = Vec::new();
+        let mut q0 = 0;
+        while q0 < nq {
+            let nqt = q_per_tile.min(nq - q0);
+            let pt = nqt * wo;
+            let n = rows * pt;
+            let mut cols: Vec<T> = Vec::with_capacity(n);
+            // SAFETY: `im2col_rows` writes every element of `cols` (each row either filled
+            // with ones, or per output row a zero fill and/or a copy covering all `wo` slots)
+            // before anything reads it; `T` is a plain `Copy` float type without drop glue.
+            #[allow(clippy::uninit_vec)]
+            unsafe {
+                cols.set_len(n)
+            };
+            let rows_per_thread = rows.div_ceil(threads);
+            if threads > 1 && rows * pt > 1 << 16 {
+                std::thread::scope(|s| {
+                    for (ti, chunk) in cols.chunks_mut(rows_per_thread * pt).enumerate() {
+                        s.spawn(move || im2col_rows(xb, g, q0, pt, ti * rows_per_thread, chunk));
+                    }
+                });
+            } else {
+                im2col_rows(xb, g, q0, pt, 0, &mut cols);
+            }
+            let cols = Tensor::from_vec(cols, (rows, pt), &Device::Cpu)?;
+            tiles.push(gemm_w.matmul(&cols)?);
+            q0 += nqt;
+        }
+        let y = if tiles.len() == 1 { tiles.pop().expect("one tile") } else { Tensor::cat(&tiles, 1)? };
+        outs.push(y.reshape((o, to, ho, wo))?);
+    }
+    drop(storage);
+    if b == 1 {
+        outs.pop().expect("one batch").unsqueeze(0)
+    } else {
+        Tensor::stack(&outs, 0)
+    }
+}
+
 /// Stride-1 3-D convolution on the PyTorch layout `x: (B, C, T, H, W)`, weight
-/// `(O, C, kt, kh, kw)`, zero padding `(pt, ph, pw)`; returns `(B, O, T', H', W')`.
+/// `(O, C, kt, kh, kw)`, zero padding `(pt, p, p)`; returns `(B, O, T', H', W')`.
 /// Convenience wrapper (and the thing the unit test checks against a naive loop).
 pub fn conv3d(
     x: &Tensor,
@@ -150,11 +396,8 @@ pub fn conv3d(
         candle_core::bail!("conv3d: only equal height/width padding is supported, got {ph}/{pw}")
     }
     let w = Conv3dWeights::new(weight.clone(), bias.cloned())?;
-    let mut xf = x.permute((0, 2, 1, 3, 4))?.contiguous()?;
-    if pt > 0 {
-        xf = xf.pad_with_zeros(1, pt, pt)?;
-    }
-    conv3d_frames(&xf, &w, ph, algo)?.permute((0, 2, 1, 3, 4))?.contiguous()
+    let x = if pt > 0 { x.pad_with_zeros(2, pt, pt)? } else { x.clone() };
+    conv3d_cthw(&x, &w, (ph, ph), 1, algo)
 }
 
 /// Per-module state carried between chunks: the last `kt-1` (time-padded) input frames of
@@ -207,15 +450,16 @@ impl CausalConv3d {
         let vb = vb.pp("conv");
         let weight = vb.get((out_c, in_c, k, k, k), "weight")?;
         let bias = vb.get(out_c, "bias")?;
-        Ok(Self { w: Conv3dWeights::new(weight, Some(bias))?, pad_hw: (k - 1) / 2, algo: Conv3dAlgo::Folded })
+        Ok(Self { w: Conv3dWeights::new(weight, Some(bias))?, pad_hw: (k - 1) / 2, algo: Conv3dAlgo::Auto })
     }
 
-    /// `x: (B, T, C, H, W)` frame-major. With a cache, the time padding comes from (and the
-    /// new last frames go to) the cache's next slot.
+    /// `x: (B, C, T, H, W)`. With a cache, the time padding comes from (and the new last
+    /// frames go to) the cache's next slot.
     pub fn forward(&self, x: &Tensor, cache: Option<&mut ConvCache>) -> Result<Tensor> {
         let kt = self.w.kt;
+        let pad = (self.pad_hw, self.pad_hw);
         if kt == 1 {
-            return conv3d_frames(x, &self.w, self.pad_hw, self.algo);
+            return conv3d_cthw(x, &self.w, pad, 1, self.algo);
         }
         let (slot, prev) = match cache {
             Some(c) => {
@@ -225,97 +469,57 @@ impl CausalConv3d {
             }
             None => (None, None),
         };
-        let pad = match prev {
+        let front = match prev {
             Some(p) => p,
             None => {
-                let first = x.narrow(1, 0, 1)?;
-                Tensor::cat(&vec![first; kt - 1], 1)?
+                let first = x.narrow(2, 0, 1)?;
+                Tensor::cat(&vec![first; kt - 1], 2)?
             }
         };
-        let xp = Tensor::cat(&[&pad, x], 1)?;
+        let xp = Tensor::cat(&[&front, x], 2)?;
         if let Some((c, i)) = slot {
-            let tp = xp.dim(1)?;
-            c.slots[i] = Some(xp.narrow(1, tp - (kt - 1), kt - 1)?.contiguous()?);
+            let tp = xp.dim(2)?;
+            c.slots[i] = Some(xp.narrow(2, tp - (kt - 1), kt - 1)?.contiguous()?);
         }
-        conv3d_frames(&xp, &self.w, self.pad_hw, self.algo)
+        conv3d_cthw(&xp, &self.w, pad, 1, self.algo)
     }
 }
 
-/// A 1×1×1 convolution (`CogVideoXSafeConv3d(kernel_size=1)`), weight `(O, C, 1, 1, 1)`.
+/// A 1×1×1 convolution (`CogVideoXSafeConv3d(kernel_size=1)`), weight `(O, C, 1, 1, 1)`,
+/// as a matmul over `(B, C, T·H·W)`.
 #[derive(Debug, Clone)]
 pub struct PointwiseConv3d {
     w: Tensor,
-    b: Option<Tensor>,
+    b: Tensor,
 }
 
 impl PointwiseConv3d {
     pub fn new(in_c: usize, out_c: usize, vb: VarBuilder) -> Result<Self> {
-        let w = vb.get((out_c, in_c, 1, 1, 1), "weight")?.reshape((out_c, in_c, 1, 1))?;
-        let b = Some(vb.get(out_c, "bias")?);
+        let w = vb.get((out_c, in_c, 1, 1, 1), "weight")?.reshape((out_c, in_c))?;
+        let b = vb.get(out_c, "bias")?;
         Ok(Self { w, b })
     }
 
     /// Stack several pointwise convolutions over the same input into one (outputs concatenated).
     pub fn concat(convs: &[&PointwiseConv3d]) -> Result<Self> {
         let w = Tensor::cat(&convs.iter().map(|c| &c.w).collect::<Vec<_>>(), 0)?;
-        let b = Tensor::cat(&convs.iter().map(|c| c.b.clone().expect("bias")).collect::<Vec<_>>(), 0)?;
-        Ok(Self { w, b: Some(b) })
+        let b = Tensor::cat(&convs.iter().map(|c| &c.b).collect::<Vec<_>>(), 0)?;
+        Ok(Self { w, b })
     }
 }
 
 impl Module for PointwiseConv3d {
-    /// `x: (B, T, C, H, W)` frame-major.
+    /// `x: (B, C, T, H, W)`.
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let (b, t, c, h, w) = x.dims5()?;
+        let (b, c, t, h, w) = x.dims5()?;
         let o = self.w.dim(0)?;
-        let y = x.reshape((b * t, c, h, w))?.conv2d(&self.w, 0, 1, 1, 1)?.reshape((b, t, o, h, w))?;
-        match &self.b {
-            Some(bias) => y.broadcast_add(&bias.reshape((1, 1, o, 1, 1))?),
-            None => Ok(y),
-        }
-    }
-}
-
-/// GroupNorm over a frame-major `(B, T, C, H, W)` tensor, statistics per (batch, group) over
-/// `(C/G, T, H, W)`, i.e. exactly `torch.nn.GroupNorm` on the `(B, C, T, H, W)` layout.
-/// Computed in f32 for half-precision inputs.
-#[derive(Debug, Clone)]
-pub struct GroupNorm3d {
-    weight: Tensor,
-    bias: Tensor,
-    groups: usize,
-    eps: f64,
-}
-
-impl GroupNorm3d {
-    pub fn new(groups: usize, channels: usize, eps: f64, vb: VarBuilder) -> Result<Self> {
-        if groups == 0 || !channels.is_multiple_of(groups) {
-            candle_core::bail!("GroupNorm: {groups} groups do not divide {channels} channels ({})", vb.prefix())
-        }
-        let weight = vb.get(channels, "weight")?;
-        let bias = vb.get(channels, "bias")?;
-        Ok(Self { weight, bias, groups, eps })
-    }
-}
-
-impl Module for GroupNorm3d {
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let (b, t, c, h, w) = x.dims5()?;
-        let g = self.groups;
-        let dtype = x.dtype();
-        let xf = match dtype {
-            DType::F16 | DType::BF16 => x.to_dtype(DType::F32)?,
-            _ => x.clone(),
+        let x = x.reshape((b, c, t * h * w))?;
+        let y = if b == 1 {
+            self.w.matmul(&x.squeeze(0)?)?.unsqueeze(0)?
+        } else {
+            self.w.broadcast_left(b)?.matmul(&x)?
         };
-        let n = (t * (c / g) * h * w) as f64;
-        let xg = xf.reshape((b, t, g, (c / g) * h * w))?;
-        let mean = (xg.sum_keepdim(D::Minus1)?.sum_keepdim(1)? / n)?;
-        let xc = xg.broadcast_sub(&mean)?;
-        let var = (xc.sqr()?.sum_keepdim(D::Minus1)?.sum_keepdim(1)? / n)?;
-        let inv = (var + self.eps)?.sqrt()?.recip()?;
-        let y = xc.broadcast_mul(&inv)?.reshape((b, t, c, h, w))?.to_dtype(dtype)?;
-        y.broadcast_mul(&self.weight.reshape((1, 1, c, 1, 1))?)?
-            .broadcast_add(&self.bias.reshape((1, 1, c, 1, 1))?)
+        y.broadcast_add(&self.b.reshape((1, o, 1))?)?.reshape((b, o, t, h, w))
     }
 }
 
@@ -396,13 +600,35 @@ mod tests {
                 &bias.to_vec1()?,
                 pad,
             );
-            for algo in [Conv3dAlgo::PerTap, Conv3dAlgo::Folded, Conv3dAlgo::Im2col] {
+            for algo in [Conv3dAlgo::Auto, Conv3dAlgo::PerTap, Conv3dAlgo::Folded, Conv3dAlgo::Im2col] {
                 let got = conv3d(&x, &k, Some(&bias), pad, algo)?;
                 assert_eq!(got.dims5()?, shape, "{algo:?}");
                 let d = max_abs_diff(&got.flatten_all()?.to_vec1()?, &want);
                 assert!(d < 1e-4, "{algo:?} {:?}: max |diff| {d}", (b, c, t, h, w, o, kt, kh, kw));
             }
         }
+        Ok(())
+    }
+
+    /// Strided, asymmetrically padded (the down-sampler's pad right/bottom + stride 2) and
+    /// half-precision inputs: the CPU im2col agrees with candle's conv2d path.
+    #[test]
+    fn conv3d_strided_asymmetric_and_bf16_agree() -> Result<()> {
+        let dev = Device::Cpu;
+        let x = Tensor::randn(0f32, 1., (2, 6, 3, 9, 8), &dev)?;
+        let w = Conv3dWeights::new(
+            Tensor::randn(0f32, 1., (5, 6, 1, 3, 3), &dev)?,
+            Some(Tensor::randn(0f32, 1., 5, &dev)?),
+        )?;
+        let a = conv3d_cthw(&x, &w, (0, 1), 2, Conv3dAlgo::Auto)?;
+        let b = conv3d_cthw(&x, &w, (0, 1), 2, Conv3dAlgo::Folded)?;
+        assert_eq!(a.dims(), &[2, 5, 3, 4, 4]);
+        let d = (&a - &b)?.abs()?.max_all()?.to_scalar::<f32>()?;
+        assert!(d < 1e-4, "strided: {d}");
+        let xb = x.to_dtype(DType::BF16)?;
+        let c = conv3d_cthw(&xb, &w, (0, 1), 2, Conv3dAlgo::Auto)?.to_dtype(DType::F32)?;
+        let rel = ((&c - &b)?.sqr()?.sum_all()?.sqrt()? / b.sqr()?.sum_all()?.sqrt()?)?.to_scalar::<f32>()?;
+        assert!(rel < 2e-2, "bf16 rel err {rel}");
         Ok(())
     }
 
@@ -417,22 +643,21 @@ mod tests {
         let conv = CausalConv3d {
             w: Conv3dWeights::new(weight.clone(), Some(bias.clone()))?,
             pad_hw: 1,
-            algo: Conv3dAlgo::Folded,
+            algo: Conv3dAlgo::Auto,
         };
-        let x = Tensor::randn(0f32, 1., (1, t, c, h, w), &dev)?; // frame-major
-        let first = x.narrow(1, 0, 1)?;
-        let padded = Tensor::cat(&[&first, &first, &x], 1)?;
-        let want = conv3d(&padded.permute((0, 2, 1, 3, 4))?, &weight, Some(&bias), (0, 1, 1), Conv3dAlgo::PerTap)?
-            .permute((0, 2, 1, 3, 4))?;
+        let x = Tensor::randn(0f32, 1., (1, c, t, h, w), &dev)?;
+        let first = x.narrow(2, 0, 1)?;
+        let padded = Tensor::cat(&[&first, &first, &x], 2)?;
+        let want = conv3d(&padded, &weight, Some(&bias), (0, 1, 1), Conv3dAlgo::PerTap)?;
         let whole = conv.forward(&x, None)?;
         let d = (&whole - &want)?.abs()?.max_all()?.to_scalar::<f32>()?;
         assert!(d < 1e-4, "causal pad: {d}");
         let mut cache = ConvCache::new();
         cache.begin();
-        let a = conv.forward(&x.narrow(1, 0, 3)?, Some(&mut cache))?;
+        let a = conv.forward(&x.narrow(2, 0, 3)?, Some(&mut cache))?;
         cache.begin();
-        let b = conv.forward(&x.narrow(1, 3, 4)?, Some(&mut cache))?;
-        let chunked = Tensor::cat(&[&a, &b], 1)?;
+        let b = conv.forward(&x.narrow(2, 3, 4)?, Some(&mut cache))?;
+        let chunked = Tensor::cat(&[&a, &b], 2)?;
         let d = (&chunked - &want)?.abs()?.max_all()?.to_scalar::<f32>()?;
         assert!(d < 1e-4, "chunked with cache: {d}");
         Ok(())
@@ -443,15 +668,16 @@ mod tests {
     #[ignore]
     fn conv3d_algo_timings() -> Result<()> {
         let dev = Device::Cpu;
-        for &(c, o, t, hw) in &[(32usize, 32usize, 9usize, 64usize), (64, 64, 5, 32), (64, 64, 3, 16), (128, 128, 11, 64)] {
+        for &(c, o, t, hw) in &[(16usize, 8usize, 10usize, 64usize), (8, 8, 10, 64), (32, 32, 8, 64), (32, 16, 10, 32), (64, 64, 5, 32), (128, 128, 11, 64)] {
             let x = Tensor::randn(0f32, 1., (1, t + 2, c, hw, hw), &dev)?;
             let w = Conv3dWeights::new(Tensor::randn(0f32, 0.1, (o, c, 3, 3, 3), &dev)?, None)?;
-            for algo in [Conv3dAlgo::PerTap, Conv3dAlgo::Folded, Conv3dAlgo::Im2col] {
-                let _ = conv3d_frames(&x, &w, 1, algo)?;
+            let x = x.permute((0, 2, 1, 3, 4))?.contiguous()?; // (B, C, T, H, W)
+            for algo in [Conv3dAlgo::Auto, Conv3dAlgo::PerTap, Conv3dAlgo::Folded, Conv3dAlgo::Im2col] {
+                let _ = conv3d_cthw(&x, &w, (1, 1), 1, algo)?;
                 let n = 3;
                 let t0 = std::time::Instant::now();
                 for _ in 0..n {
-                    let _ = conv3d_frames(&x, &w, 1, algo)?;
+                    let _ = conv3d_cthw(&x, &w, (1, 1), 1, algo)?;
                 }
                 println!("c{c} o{o} t{t} {hw}x{hw} {algo:?}: {:.2} ms", t0.elapsed().as_secs_f64() * 1e3 / n as f64);
             }

@@ -1,23 +1,192 @@
 //! The CogVideoX 3-D causal VAE (diffusers `AutoencoderKLCogVideoX`, as installed: 0.42.1).
 //!
 //! Weight names are diffusers' (`encoder.down_blocks.0.resnets.0.conv1.conv.weight`, …).
-//! Inputs and outputs use the PyTorch layout `(B, C, T, H, W)`; internally activations are
-//! frame-major `(B, T, C, H, W)` (see `conv3d.rs`).
+//! Tensors use the PyTorch layout `(B, C, T, H, W)` throughout (see `conv3d.rs` for how the
+//! 3-D convolutions are computed).
 //!
-//! Chunking mirrors diffusers 0.42.1 exactly, because GroupNorm statistics are per chunk:
+//! Chunking matters because GroupNorm statistics are per chunk:
 //! * `decode`: latent frames in chunks of 2, the remainder joining the first chunk
-//!   (13 → [0:3], [3:5], …, [11:13]), causal-conv caches carried between chunks.
-//! * `encode`: **the encoder is chunked too** (`num_sample_frames_batch_size = 8`): pixel
-//!   frames [0:8+r], [8+r:16+r], … with r = T mod 8 (49 → [0:9], [9:17], …, [41:49]), caches
-//!   carried. A single image is one chunk. The temporal down-sampling pairs frames the same way
-//!   as an unchunked pass, so the only difference from an unchunked encode is the per-chunk
-//!   GroupNorm statistics. [`AutoencoderKLCogVideoX::encode_frame_batch`] exposes the choice.
+//!   (13 → [0:3], [3:5], …, [11:13]), causal-conv caches carried between chunks — the same in
+//!   the official SAT code and in diffusers.
+//! * `encode`: **the whole clip at once**, as the official SAT code (and the `vae_tiny`
+//!   fixture) does. diffusers 0.42.1 instead runs the encoder in 8-frame batches
+//!   (`num_sample_frames_batch_size = 8`: pixel frames [0:8+r], [8+r:16+r], … with r = T mod 8,
+//!   49 → [0:9], [9:17], …, [41:49]) with a conv cache, which changes the posterior of a clip
+//!   (15 % on the tiny fixture clip); set [`AutoencoderKLCogVideoX::encode_frame_batch`] to 8
+//!   to reproduce diffusers (checked against diffusers 0.42.1: 1.1e-6). A single image — all
+//!   VideoVLA inference encodes — is identical either way.
+//! * The official `encode_first_stage` *samples* the posterior (`mean + exp(logvar/2)·ε`);
+//!   `encode` returns `(mean, logvar)`, and [`sample_posterior`] does the sampling with a given ε.
 
-use candle_core::{Module, Result, Tensor};
+use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::VarBuilder;
 use serde::Deserialize;
 
-use super::conv3d::{CausalConv3d, ConvCache, GroupNorm3d, PointwiseConv3d};
+use super::conv3d::{conv3d_cthw, CausalConv3d, Conv3dAlgo, Conv3dWeights, ConvCache, PointwiseConv3d};
+
+/// `silu(GroupNorm(x) · scale + shift)` fused into one pass on the CPU (f32): the statistics per
+/// (batch, group) in f64, then per element `scale`/`shift` read from a low-resolution
+/// modulation tensor `m: (Bm, 2C, tm, hm, wm)` (channels `[scale | shift]`, `Bm` 1 or B) through
+/// nearest index maps. Plain GroupNorm is the case `m = [weight | bias]` of shape
+/// `(1, 2C, 1, 1, 1)`; the spatial norm passes `[conv_y(zq) | conv_b(zq)]` at latent size, so
+/// the up-sampled modulation is never materialised. Other devices/dtypes use tensor ops.
+struct GnModSilu {
+    groups: usize,
+    eps: f64,
+    tmap: Vec<usize>,
+    hmap: Vec<usize>,
+    wmap: Vec<usize>,
+    /// The norm's own per-channel affine, applied before the modulation (spatial norm).
+    affine: Option<(Vec<f32>, Vec<f32>)>,
+}
+
+impl candle_core::CustomOp2 for GnModSilu {
+    fn name(&self) -> &'static str {
+        "group-norm-modulate-silu"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &candle_core::CpuStorage,
+        l1: &candle_core::Layout,
+        s2: &candle_core::CpuStorage,
+        l2: &candle_core::Layout,
+    ) -> Result<(candle_core::CpuStorage, candle_core::Shape)> {
+        let (Some((o1, e1)), Some((o2, e2))) = (l1.contiguous_offsets(), l2.contiguous_offsets()) else {
+            candle_core::bail!("group-norm-modulate-silu: inputs must be contiguous")
+        };
+        let x = &s1.as_slice::<f32>()?[o1..e1];
+        let m = &s2.as_slice::<f32>()?[o2..e2];
+        let (b, c, t, h, w) = l1.shape().dims5()?;
+        let (mb, c2, mt, mh, mw) = l2.shape().dims5()?;
+        if c2 != 2 * c || (mb != 1 && mb != b) || self.tmap.len() != t || self.hmap.len() != h || self.wmap.len() != w {
+            candle_core::bail!("group-norm-modulate-silu: bad shapes {:?} / {:?}", l1.shape(), l2.shape())
+        }
+        let (g, s) = (self.groups, t * h * w);
+        let cg = c / g;
+        let threads = candle_core::utils::get_num_threads().clamp(1, b * c);
+        // Statistics per (batch, group): contiguous blocks of cg·s elements.
+        let stats: Vec<(f32, f32)> = {
+            let block = cg * s;
+            let stat = |blk: &[f32]| {
+                let (mut sum, mut sq) = (0f64, 0f64);
+                for &v in blk {
+                    sum += v as f64;
+                    sq += (v as f64) * (v as f64);
+                }
+                let n = blk.len() as f64;
+                let mean = sum / n;
+                let var = (sq / n - mean * mean).max(0.0);
+                (mean as f32, (1.0 / (var + self.eps).sqrt()) as f32)
+            };
+            let blocks: Vec<&[f32]> = x.chunks(block).collect();
+            let per = blocks.len().div_ceil(threads);
+            std::thread::scope(|sc| {
+                let hs: Vec<_> = blocks.chunks(per).map(|bs| sc.spawn(move || bs.iter().map(|b| stat(b)).collect::<Vec<_>>())).collect();
+                hs.into_iter().flat_map(|h| h.join().expect("stats thread")).collect()
+            })
+        };
+        let mut out = vec![0f32; x.len()];
+        let per = (b * c).div_ceil(threads);
+        let (tmap, hmap, wmap) = (&self.tmap, &self.hmap, &self.wmap);
+        std::thread::scope(|sc| {
+            for (k, (dst, src)) in out.chunks_mut(per * s).zip(x.chunks(per * s)).enumerate() {
+                let stats = &stats;
+                sc.spawn(move || {
+                    for (j, (dch, xch)) in dst.chunks_mut(s).zip(src.chunks(s)).enumerate() {
+                        let bc = k * per + j;
+                        let (bi, ci) = (bc / c, bc % c);
+                        let (mean, rstd) = stats[bi * g + ci / cg];
+                        let (aw, ab) = match &self.affine {
+                            Some((w, b)) => (w[ci], b[ci]),
+                            None => (1.0, 0.0),
+                        };
+                        let mbi = if mb == 1 { 0 } else { bi };
+                        let sbase = (mbi * c2 + ci) * mt;
+                        let bbase = (mbi * c2 + c + ci) * mt;
+                        for ti in 0..t {
+                            for hi in 0..h {
+                                let srow = ((sbase + tmap[ti]) * mh + hmap[hi]) * mw;
+                                let brow = ((bbase + tmap[ti]) * mh + hmap[hi]) * mw;
+                                let o = (ti * h + hi) * w;
+                                for wi in 0..w {
+                                    let xn = (xch[o + wi] - mean) * rstd * aw + ab;
+                                    let v = xn * m[srow + wmap[wi]] + m[brow + wmap[wi]];
+                                    dch[o + wi] = v / (1.0 + (-v).exp());
+                                }
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        Ok((candle_core::CpuStorage::F32(out), l1.shape().clone()))
+    }
+}
+
+/// PyTorch nearest index map `src = min(floor(dst · in/out), in − 1)`.
+fn nearest_map(n_in: usize, n_out: usize) -> Vec<usize> {
+    let scale = n_in as f32 / n_out as f32;
+    (0..n_out).map(|d| ((d as f32 * scale).floor() as usize).min(n_in - 1)).collect()
+}
+
+/// True if the fused CPU kernel applies to these tensors.
+fn fused_ok(x: &Tensor, m: &Tensor) -> bool {
+    x.device().is_cpu() && x.dtype() == DType::F32 && m.dtype() == DType::F32
+}
+
+/// GroupNorm (channels `[weight | bias]` kept also as a `(1, 2C, 1, 1, 1)` modulation).
+#[derive(Debug, Clone)]
+struct GroupNorm3d {
+    gn: candle_nn::GroupNorm,
+    wb: Tensor,
+    groups: usize,
+    eps: f64,
+}
+
+fn group_norm(groups: usize, channels: usize, eps: f64, vb: VarBuilder) -> Result<GroupNorm3d> {
+    let gn = candle_nn::group_norm(groups, channels, eps, vb.clone())?;
+    let wb = Tensor::cat(&[vb.get(channels, "weight")?, vb.get(channels, "bias")?], 0)?.reshape((1, 2 * channels, 1, 1, 1))?;
+    Ok(GroupNorm3d { gn, wb, groups, eps })
+}
+
+impl GroupNorm3d {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.gn.forward(x)
+    }
+
+    /// `silu(GroupNorm(x))`.
+    fn forward_silu(&self, x: &Tensor) -> Result<Tensor> {
+        self.forward_mod_silu(x, &self.wb, None, false)
+    }
+
+    /// `silu(norm(x) · m[:C] + m[C:])` with `m` resized (nearest) to `x`; `tmap` overrides the
+    /// time index map. Without the fused kernel: `silu(norm(x) · scale + shift)` in tensor ops,
+    /// the caller's job for non-trivial `m` (see `SpatialNorm3d`).
+    fn forward_mod_silu(&self, x: &Tensor, m: &Tensor, tmap: Option<Vec<usize>>, affine: bool) -> Result<Tensor> {
+        let (_, _, t, h, w) = x.dims5()?;
+        let (_, _, mt, mh, mw) = m.dims5()?;
+        if fused_ok(x, m) {
+            let op = GnModSilu {
+                groups: self.groups,
+                eps: self.eps,
+                tmap: tmap.unwrap_or_else(|| nearest_map(mt, t)),
+                hmap: nearest_map(mh, h),
+                wmap: nearest_map(mw, w),
+                affine: if affine {
+                    let c = self.wb.dim(1)? / 2;
+                    let wb = self.wb.flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>()?;
+                    Some((wb[..c].to_vec(), wb[c..].to_vec()))
+                } else {
+                    None
+                },
+            };
+            return x.contiguous()?.apply_op2_no_bwd(&m.contiguous()?, &op);
+        }
+        silu(&self.forward(x)?)
+    }
+}
+
 
 /// diffusers' `vae/config.json` for `AutoencoderKLCogVideoX`; unknown keys are ignored and
 /// missing keys take the released CogVideoX(-5B-I2V) values.
@@ -132,12 +301,12 @@ fn silu(x: &Tensor) -> Result<Tensor> {
     x.silu()
 }
 
-/// Nearest resize of a frame-major `(B, t, C, h, w)` to `(B, T, C, H, W)` with PyTorch's
+/// Nearest resize of `(B, C, t, h, w)` to `(B, C, T, H, W)` with PyTorch's
 /// `F.interpolate(mode="nearest", size=...)` index rule `src = floor(dst · in/out)`.
 fn resize_nearest_3d(x: &Tensor, t_out: usize, h_out: usize, w_out: usize) -> Result<Tensor> {
-    let (b, t, c, h, w) = x.dims5()?;
+    let (b, c, t, h, w) = x.dims5()?;
     let x = if (h, w) != (h_out, w_out) {
-        x.reshape((b * t, c, h, w))?.upsample_nearest2d(h_out, w_out)?.reshape((b, t, c, h_out, w_out))?
+        x.reshape((b, c * t, h, w))?.upsample_nearest2d(h_out, w_out)?.reshape((b, c, t, h_out, w_out))?
     } else {
         x.clone()
     };
@@ -147,7 +316,7 @@ fn resize_nearest_3d(x: &Tensor, t_out: usize, h_out: usize, w_out: usize) -> Re
     let scale = t as f32 / t_out as f32;
     let idx: Vec<u32> = (0..t_out).map(|d| ((d as f32 * scale).floor() as usize).min(t - 1) as u32).collect();
     let idx = Tensor::new(idx.as_slice(), x.device())?;
-    x.index_select(&idx, 1)
+    x.index_select(&idx, 2)
 }
 
 /// diffusers `CogVideoXSpatialNorm3D`: `GroupNorm(f)·conv_y(zq') + conv_b(zq')`, `zq'` the
@@ -163,7 +332,7 @@ struct SpatialNorm3d {
 
 impl SpatialNorm3d {
     fn new(f_channels: usize, zq_channels: usize, groups: usize, vb: VarBuilder) -> Result<Self> {
-        let norm = GroupNorm3d::new(groups, f_channels, 1e-6, vb.pp("norm_layer"))?;
+        let norm = group_norm(groups, f_channels, 1e-6, vb.pp("norm_layer"))?;
         let conv_y = PointwiseConv3d::new(zq_channels, f_channels, vb.pp("conv_y").pp("conv"))?;
         let conv_b = PointwiseConv3d::new(zq_channels, f_channels, vb.pp("conv_b").pp("conv"))?;
         let conv_yb = PointwiseConv3d::concat(&[&conv_y, &conv_b])?;
@@ -171,19 +340,36 @@ impl SpatialNorm3d {
     }
 
     fn forward(&self, f: &Tensor, zq: &Tensor) -> Result<Tensor> {
-        let (_, t, _, h, w) = f.dims5()?;
+        let (_, _, t, h, w) = f.dims5()?;
         let yb = self.conv_yb.forward(zq)?;
-        let zt = zq.dim(1)?;
+        let zt = zq.dim(2)?;
         let yb = if t > 1 && t % 2 == 1 {
-            let first = resize_nearest_3d(&yb.narrow(1, 0, 1)?, 1, h, w)?;
-            let rest = resize_nearest_3d(&yb.narrow(1, 1, zt - 1)?, t - 1, h, w)?;
-            Tensor::cat(&[&first, &rest], 1)?
+            let first = resize_nearest_3d(&yb.narrow(2, 0, 1)?, 1, h, w)?;
+            let rest = resize_nearest_3d(&yb.narrow(2, 1, zt - 1)?, t - 1, h, w)?;
+            Tensor::cat(&[&first, &rest], 2)?
         } else {
             resize_nearest_3d(&yb, t, h, w)?
         };
-        let y = yb.narrow(2, 0, self.channels)?;
-        let b = yb.narrow(2, self.channels, self.channels)?;
+        let y = yb.narrow(1, 0, self.channels)?;
+        let b = yb.narrow(1, self.channels, self.channels)?;
         self.norm.forward(f)?.mul(&y)?.add(&b)
+    }
+
+    /// `silu(forward(f, zq))`, fused on the CPU (the modulation stays at latent size).
+    fn forward_silu(&self, f: &Tensor, zq: &Tensor) -> Result<Tensor> {
+        let yb = self.conv_yb.forward(zq)?;
+        if !fused_ok(f, &yb) {
+            return silu(&self.forward(f, zq)?);
+        }
+        let (_, _, t, _, _) = f.dims5()?;
+        let zt = zq.dim(2)?;
+        let tmap = if t > 1 && t % 2 == 1 && zt > 1 {
+            // First frame from the first latent, the rest resized from the other latents.
+            std::iter::once(0).chain(nearest_map(zt - 1, t - 1).into_iter().map(|i| i + 1)).collect()
+        } else {
+            nearest_map(zt, t)
+        };
+        self.norm.forward_mod_silu(f, &yb, Some(tmap), true)
     }
 }
 
@@ -194,10 +380,11 @@ enum Norm {
 }
 
 impl Norm {
-    fn forward(&self, x: &Tensor, zq: Option<&Tensor>) -> Result<Tensor> {
+    /// `silu(norm(x))`.
+    fn forward_silu(&self, x: &Tensor, zq: Option<&Tensor>) -> Result<Tensor> {
         match (self, zq) {
-            (Norm::Group(n), _) => n.forward(x),
-            (Norm::Spatial(n), Some(z)) => n.forward(x, z),
+            (Norm::Group(n), _) => n.forward_silu(x),
+            (Norm::Spatial(n), Some(z)) => n.forward_silu(x, z),
             (Norm::Spatial(_), None) => candle_core::bail!("spatial norm needs the latent"),
         }
     }
@@ -218,8 +405,8 @@ impl ResnetBlock3d {
         let g = cfg.norm_num_groups;
         let (norm1, norm2) = match spatial_norm_dim {
             None => (
-                Norm::Group(GroupNorm3d::new(g, in_c, cfg.norm_eps, vb.pp("norm1"))?),
-                Norm::Group(GroupNorm3d::new(g, out_c, cfg.norm_eps, vb.pp("norm2"))?),
+                Norm::Group(group_norm(g, in_c, cfg.norm_eps, vb.pp("norm1"))?),
+                Norm::Group(group_norm(g, out_c, cfg.norm_eps, vb.pp("norm2"))?),
             ),
             Some(z) => (
                 Norm::Spatial(SpatialNorm3d::new(in_c, z, g, vb.pp("norm1"))?),
@@ -233,9 +420,9 @@ impl ResnetBlock3d {
     }
 
     fn forward(&self, x: &Tensor, zq: Option<&Tensor>, cache: &mut ConvCache) -> Result<Tensor> {
-        let h = silu(&self.norm1.forward(x, zq)?)?;
+        let h = self.norm1.forward_silu(x, zq)?;
         let h = self.conv1.forward(&h, Some(cache))?;
-        let h = silu(&self.norm2.forward(&h, zq)?)?;
+        let h = self.norm2.forward_silu(&h, zq)?;
         let h = self.conv2.forward(&h, Some(cache))?;
         let skip = match &self.shortcut {
             Some(s) => s.forward(x)?,
@@ -245,25 +432,22 @@ impl ResnetBlock3d {
     }
 }
 
-/// A `Conv2d(c, c, 3)` applied to every frame of a frame-major `(B, T, C, H, W)` tensor
-/// (`{prefix}.conv.weight`, `{prefix}.conv.bias`).
+/// A `Conv2d(c, c, 3)` applied to every frame of `(B, C, T, H, W)` (`{prefix}.conv.weight`,
+/// `{prefix}.conv.bias`), as a 3-D convolution with a time kernel of 1.
 #[derive(Debug, Clone)]
 struct FrameConv2d {
-    w: Tensor,
-    b: Tensor,
+    w: Conv3dWeights,
 }
 
 impl FrameConv2d {
     fn new(c: usize, vb: VarBuilder) -> Result<Self> {
         let vb = vb.pp("conv");
-        Ok(Self { w: vb.get((c, c, 3, 3), "weight")?, b: vb.get(c, "bias")? })
+        let w = vb.get((c, c, 3, 3), "weight")?.unsqueeze(2)?;
+        Ok(Self { w: Conv3dWeights::new(w, Some(vb.get(c, "bias")?))? })
     }
 
-    fn forward(&self, x: &Tensor, padding: usize, stride: usize) -> Result<Tensor> {
-        let (b, t, c, h, w) = x.dims5()?;
-        let y = x.reshape((b * t, c, h, w))?.conv2d(&self.w, padding, stride, 1, 1)?;
-        let (_, o, ho, wo) = y.dims4()?;
-        y.reshape((b, t, o, ho, wo))?.broadcast_add(&self.b.reshape((1, 1, o, 1, 1))?)
+    fn forward(&self, x: &Tensor, pad: (usize, usize), stride: usize) -> Result<Tensor> {
+        conv3d_cthw(x, &self.w, pad, stride, Conv3dAlgo::Auto)
     }
 }
 
@@ -293,15 +477,15 @@ impl Resample3d {
     fn downsample(&self, x: &Tensor) -> Result<Tensor> {
         let mut x = x.clone();
         if self.compress_time {
-            let (b, t, c, h, w) = x.dims5()?;
+            let (b, c, t, h, w) = x.dims5()?;
             let pairs = |y: &Tensor, n: usize| -> Result<Tensor> {
                 // (a + b) / 2 as avg_pool1d(kernel 2, stride 2).
-                let y = y.reshape((b, n / 2, 2, c, h, w))?;
-                (y.narrow(2, 0, 1)?.squeeze(2)? + y.narrow(2, 1, 1)?.squeeze(2)?)? / 2.0
+                let y = y.reshape((b, c, n / 2, 2, h, w))?;
+                (y.narrow(3, 0, 1)?.squeeze(3)? + y.narrow(3, 1, 1)?.squeeze(3)?)? / 2.0
             };
             x = if t % 2 == 1 {
                 if t > 1 {
-                    Tensor::cat(&[&x.narrow(1, 0, 1)?, &pairs(&x.narrow(1, 1, t - 1)?, t - 1)?], 1)?
+                    Tensor::cat(&[&x.narrow(2, 0, 1)?, &pairs(&x.narrow(2, 1, t - 1)?, t - 1)?], 2)?
                 } else {
                     x
                 }
@@ -309,25 +493,25 @@ impl Resample3d {
                 pairs(&x, t)?
             };
         }
-        self.conv.forward(&x.pad_with_zeros(3, 0, 1)?.pad_with_zeros(4, 0, 1)?, 0, 2)
+        self.conv.forward(&x, (0, 1), 2)
     }
 
     /// Nearest ×2 in space (and in time when `compress_time`, the first frame of an odd
     /// count > 1 not doubled), then Conv2d k3 p1 per frame.
     fn upsample(&self, x: &Tensor) -> Result<Tensor> {
-        let (b, t, c, h, w) = x.dims5()?;
-        let x = x.reshape((b * t, c, h, w))?.upsample_nearest2d(2 * h, 2 * w)?.reshape((b, t, c, 2 * h, 2 * w))?;
+        let (b, c, t, h, w) = x.dims5()?;
+        let x = x.reshape((b, c * t, h, w))?.upsample_nearest2d(2 * h, 2 * w)?.reshape((b, c, t, 2 * h, 2 * w))?;
         let x = if self.compress_time && t > 1 {
             let idx: Vec<u32> = if t % 2 == 1 {
                 std::iter::once(0).chain((1..t as u32).flat_map(|i| [i, i])).collect()
             } else {
                 (0..t as u32).flat_map(|i| [i, i]).collect()
             };
-            x.index_select(&Tensor::new(idx.as_slice(), x.device())?, 1)?
+            x.index_select(&Tensor::new(idx.as_slice(), x.device())?, 2)?
         } else {
             x
         };
-        self.conv.forward(&x, 1, 1)
+        self.conv.forward(&x, (1, 1), 1)
     }
 }
 
@@ -365,12 +549,11 @@ impl Encoder {
         let mid = (0..2)
             .map(|j| ResnetBlock3d::new(c, c, cfg, None, vb.pp("mid_block").pp("resnets").pp(j)))
             .collect::<Result<Vec<_>>>()?;
-        let norm_out = GroupNorm3d::new(cfg.norm_num_groups, c, 1e-6, vb.pp("norm_out"))?;
+        let norm_out = group_norm(cfg.norm_num_groups, c, 1e-6, vb.pp("norm_out"))?;
         let conv_out = CausalConv3d::new(c, 2 * cfg.latent_channels, 3, vb.pp("conv_out"))?;
         Ok(Self { conv_in, down, mid, norm_out, conv_out })
     }
 
-    /// Frame-major in and out.
     fn forward(&self, x: &Tensor, cache: &mut ConvCache) -> Result<Tensor> {
         cache.begin();
         let mut h = self.conv_in.forward(x, Some(cache))?;
@@ -385,7 +568,7 @@ impl Encoder {
         for r in &self.mid {
             h = r.forward(&h, None, cache)?;
         }
-        let h = silu(&self.norm_out.forward(&h)?)?;
+        let h = self.norm_out.forward_silu(&h)?;
         self.conv_out.forward(&h, Some(cache))
     }
 }
@@ -429,7 +612,6 @@ impl Decoder {
         Ok(Self { conv_in, mid, up, norm_out, conv_out })
     }
 
-    /// Frame-major latent chunk in, frame-major pixels out.
     fn forward(&self, z: &Tensor, cache: &mut ConvCache) -> Result<Tensor> {
         cache.begin();
         let mut h = self.conv_in.forward(z, Some(cache))?;
@@ -444,7 +626,7 @@ impl Decoder {
                 h = us.forward(&h)?;
             }
         }
-        let h = silu(&self.norm_out.forward(&h, z)?)?;
+        let h = self.norm_out.forward_silu(&h, z)?;
         self.conv_out.forward(&h, Some(cache))
     }
 }
@@ -456,6 +638,9 @@ pub fn frame_chunks(n: usize, batch: usize) -> Vec<std::ops::Range<usize>> {
         return vec![];
     }
     let batch = batch.max(1);
+    if batch >= n {
+        return vec![0..n];
+    }
     let num = (n / batch).max(1);
     let rem = n % batch;
     (0..num)
@@ -465,6 +650,12 @@ pub fn frame_chunks(n: usize, batch: usize) -> Vec<std::ops::Range<usize>> {
             start..end
         })
         .collect()
+}
+
+/// A posterior sample `mean + exp(logvar / 2) · eps` (what the official `encode_first_stage`
+/// uses, before the ×scaling_factor), with caller-provided standard-normal `eps`.
+pub fn sample_posterior(mean: &Tensor, logvar: &Tensor, eps: &Tensor) -> Result<Tensor> {
+    mean + (logvar * 0.5)?.exp()?.mul(eps)?
 }
 
 /// State of a chunked decode: the causal-conv caches of the previous chunks.
@@ -487,7 +678,8 @@ pub struct AutoencoderKLCogVideoX {
     quant_conv: Option<PointwiseConv3d>,
     post_quant_conv: Option<PointwiseConv3d>,
     cfg: VaeConfig,
-    /// Pixel frames per encoder chunk (diffusers 0.42.1: 8). `usize::MAX` = no chunking.
+    /// Pixel frames per encoder chunk: `usize::MAX` (default) = the whole clip as the official
+    /// SAT code; 8 = diffusers 0.42.1.
     pub encode_frame_batch: usize,
     /// Latent frames per decoder chunk (diffusers: 2).
     pub decode_frame_batch: usize,
@@ -515,7 +707,7 @@ impl AutoencoderKLCogVideoX {
             quant_conv,
             post_quant_conv,
             cfg: cfg.clone(),
-            encode_frame_batch: 8,
+            encode_frame_batch: usize::MAX,
             decode_frame_batch: 2,
         })
     }
@@ -528,21 +720,20 @@ impl AutoencoderKLCogVideoX {
     /// `(B, latent, 1 + (T−1)/4, H/8, W/8)`; logvar clamped to [−30, 20] as diffusers'
     /// `DiagonalGaussianDistribution`. The latent for the DiT is `scaling_factor · mean`.
     pub fn encode(&self, x: &Tensor) -> Result<(Tensor, Tensor)> {
-        let xf = x.permute((0, 2, 1, 3, 4))?.contiguous()?;
-        let t = xf.dim(1)?;
+        let t = x.dim(2)?;
         let mut cache = ConvCache::new();
         let mut outs = Vec::new();
         for r in frame_chunks(t, self.encode_frame_batch) {
-            let mut h = self.encoder.forward(&xf.narrow(1, r.start, r.len())?, &mut cache)?;
+            let mut h = self.encoder.forward(&x.narrow(2, r.start, r.len())?, &mut cache)?;
             if let Some(q) = &self.quant_conv {
                 h = q.forward(&h)?;
             }
             outs.push(h);
         }
-        let h = Tensor::cat(&outs, 1)?;
-        let c = h.dim(2)? / 2;
-        let mean = h.narrow(2, 0, c)?.permute((0, 2, 1, 3, 4))?.contiguous()?;
-        let logvar = h.narrow(2, c, c)?.clamp(-30f32, 20f32)?.permute((0, 2, 1, 3, 4))?.contiguous()?;
+        let h = Tensor::cat(&outs, 2)?;
+        let c = h.dim(1)? / 2;
+        let mean = h.narrow(1, 0, c)?.contiguous()?;
+        let logvar = h.narrow(1, c, c)?.clamp(-30f32, 20f32)?;
         Ok((mean, logvar))
     }
 
@@ -567,12 +758,11 @@ impl AutoencoderKLCogVideoX {
     /// chunks of [`Self::decode_chunks`] in order to reproduce `decode` piece by piece, e.g.
     /// for previews). The first chunk of 3 latents gives 9 frames, later chunks of 2 give 8.
     pub fn decode_chunk(&self, z: &Tensor, state: &mut DecodeState) -> Result<Tensor> {
-        let mut zf = z.permute((0, 2, 1, 3, 4))?.contiguous()?;
+        let mut z = z.contiguous()?;
         if let Some(p) = &self.post_quant_conv {
-            zf = p.forward(&zf)?;
+            z = p.forward(&z)?;
         }
-        let y = self.decoder.forward(&zf, &mut state.cache)?;
-        y.permute((0, 2, 1, 3, 4))?.contiguous()
+        self.decoder.forward(&z, &mut state.cache)
     }
 
     /// Decode all latent frames in one pass (no chunking; differs slightly from `decode`
@@ -582,8 +772,7 @@ impl AutoencoderKLCogVideoX {
         self.decode_chunk(z, &mut state)
     }
 
-    /// Mean over the time axis helper for callers that want the posterior mode scaled for the
-    /// DiT: `scaling_factor · mean`.
+    /// The DiT's latent from a posterior mean (or sample): `scaling_factor · z`.
     pub fn scale_latent(&self, mean: &Tensor) -> Result<Tensor> {
         mean.affine(self.cfg.scaling_factor, 0.0)
     }
@@ -603,6 +792,7 @@ mod tests {
         assert_eq!(frame_chunks(17, 8), vec![0..9, 9..17]);
         assert_eq!(frame_chunks(1, 8), vec![0..1]);
         assert_eq!(frame_chunks(5, 8), vec![0..5]);
+        assert_eq!(frame_chunks(49, usize::MAX), vec![0..49]);
     }
 
     #[test]
@@ -614,5 +804,65 @@ mod tests {
         assert_eq!(cfg.frames_for_latents(13), 49);
         let bad = VaeConfig::from_json_str(r#"{"norm_num_groups": 7}"#);
         assert!(bad.is_err());
+    }
+}
+
+#[cfg(test)]
+mod timing {
+    use super::*;
+    use candle_core::{DType, Device};
+
+    /// User + system CPU time of this process (all threads), from /proc/self/stat.
+    fn cpu_seconds() -> f64 {
+        let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+        let rest = stat.rsplit(')').next().unwrap_or("");
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        // Fields after the command: state is index 0, utime 11, stime 12 (clock ticks, 100 Hz).
+        let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+        (ticks(11) + ticks(12)) / 100.0
+    }
+
+    /// Wall time of a 13-latent-frame decode (49 frames) at 64×64 and an encode of the same
+    /// clip, for a few small configs (run with `--ignored --nocapture`).
+    #[test]
+    #[ignore]
+    fn vae_decode_timing_13_latents_64px() -> Result<()> {
+        let dev = Device::Cpu;
+        let configs = [
+            (
+                "embedded candidate [8,16,32,32] L1 z16 g4",
+                VaeConfig { block_out_channels: vec![8, 16, 32, 32], latent_channels: 16, layers_per_block: 1, norm_num_groups: 4, ..VaeConfig::default() },
+            ),
+            ("tiny [16,32,32,32] L1 z4", VaeConfig::tiny()),
+            (
+                "small [32,64,64,64] L1 z16",
+                VaeConfig { block_out_channels: vec![32, 64, 64, 64], latent_channels: 16, layers_per_block: 1, norm_num_groups: 8, ..VaeConfig::default() },
+            ),
+            (
+                "medium [64,128,128,128] L2 z16",
+                VaeConfig { block_out_channels: vec![64, 128, 128, 128], latent_channels: 16, layers_per_block: 2, norm_num_groups: 32, ..VaeConfig::default() },
+            ),
+        ];
+        let only = std::env::var("VAE_TIMING_ONLY").unwrap_or_default();
+        for (name, cfg) in configs.into_iter().filter(|(n, _)| n.contains(only.as_str())) {
+            let vae = AutoencoderKLCogVideoX::new(&cfg, VarBuilder::zeros(DType::F32, &dev))?;
+            let z = Tensor::randn(0f32, 1., (1, cfg.latent_channels, 13, 8, 8), &dev)?;
+            let (t0, c0) = (std::time::Instant::now(), cpu_seconds());
+            let y = vae.decode(&z)?;
+            let (dt, dc) = (t0.elapsed().as_secs_f64(), cpu_seconds() - c0);
+            assert_eq!(y.dims(), &[1, 3, 49, 64, 64]);
+            let x = Tensor::randn(0f32, 1., (1, 3, 49, 64, 64), &dev)?;
+            let t0 = std::time::Instant::now();
+            let (m, _) = vae.encode(&x)?;
+            let de = t0.elapsed().as_secs_f64();
+            assert_eq!(m.dims(), &[1, cfg.latent_channels, 13, 8, 8]);
+            println!(
+                "{name}: decode 13 latents -> 49x64x64 {:.0} ms (process CPU {:.0} ms), encode 49 frames {:.0} ms",
+                dt * 1e3,
+                dc * 1e3,
+                de * 1e3
+            );
+        }
+        Ok(())
     }
 }
