@@ -349,14 +349,30 @@ fn bench(a: BenchArgs) -> anyhow::Result<()> {
         world.substeps,
         checksum
     );
-    // Render only.
+    // Closed-loop rate: one action (all its physics sub-steps) + one observation render.
+    let mut world = World::reset(eval::task_for(0), Split::Train, 0);
+    let (mut ep, mut n) = (0u64, 0usize);
     let t1 = Instant::now();
-    let n = a.frames.min(20000);
-    for _ in 0..n {
+    while n < a.frames {
+        if world.success() || world.steps >= world.task.kind.max_steps() {
+            ep += 1;
+            world = World::reset(eval::task_for(ep), Split::Train, ep);
+        }
+        let act = crate::sim::expert_action(&world);
+        world.step(&act)?;
         renderer.render_into(&world, a.size, a.size, &mut buf);
+        checksum = checksum.wrapping_add(buf[buf.len() / 2] as u64);
+        n += 1;
     }
     let dt1 = t1.elapsed().as_secs_f64();
-    println!("render only: {:.0} frames/s; physics sub-step only: see above minus render", n as f64 / dt1);
+    println!(
+        "closed loop (1 action of {} physics sub-steps + 1 observation render) at {}x{}: {:.0} per second [checksum {}]",
+        world.substeps,
+        a.size,
+        a.size,
+        n as f64 / dt1,
+        checksum
+    );
     if a.episodes > 0 {
         let dir = std::env::temp_dir().join(format!("videovla-sim-bench-{}", std::process::id()));
         let cfg = RecordConfig {

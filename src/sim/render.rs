@@ -149,6 +149,8 @@ pub struct Renderer {
     pub ssaa: usize,
     depth: Vec<f32>,
     color: Vec<u8>,
+    ground: Vec<Ground>,
+    ground_key: Option<(usize, usize, [V3; 2], f32)>,
 }
 
 struct View {
@@ -267,12 +269,17 @@ impl Renderer {
         self.color.clear();
         self.color.resize(w * h * 3, 0);
         let view = View::new(&self.camera, w, h);
+        let key = (w, h, [self.camera.eye, self.camera.target], self.camera.fov_y_deg);
+        if self.ground_key != Some(key) {
+            self.ground = ground_map(&view, w, h);
+            self.ground_key = Some(key);
+        }
         let mut t = Target { w, h, depth: &mut self.depth, color: &mut self.color };
         for o in &world.objects {
             t.mesh(&view, shape_mesh(o.shape), &Mat3::yaw(o.yaw), o.pos, o.color.rgb());
         }
         draw_gripper(&mut t, &view, world);
-        shade_background(&mut t, &view, world);
+        shade_background(&mut t, &view, &self.ground, world);
         out.clear();
         if k == 1 {
             out.extend_from_slice(&self.color);
@@ -319,8 +326,43 @@ fn draw_gripper(t: &mut Target, v: &View, world: &World) {
     t.mesh(v, &wrist, &rot, g.pos, WRIST_RGB);
 }
 
+/// What the camera ray through a pixel hits when no geometry is in the way.
+#[derive(Clone, Copy, Debug)]
+enum Ground {
+    Floor,
+    TableEdge,
+    /// Table top at base-frame (x, y).
+    Table(f32, f32),
+}
+
+fn ground_map(v: &View, w: usize, h: usize) -> Vec<Ground> {
+    let mut out = Vec::with_capacity(w * h);
+    for y in 0..h {
+        for x in 0..w {
+            let sx = (x as f32 + 0.5 - v.cx) / v.focal;
+            let sy = (v.cy - (y as f32 + 0.5)) / v.focal;
+            let dir = v.fwd + v.right * sx + v.up * sy;
+            let g = if dir.z < 0.0 {
+                let s = -v.eye.z / dir.z;
+                let (px, py) = (v.eye.x + dir.x * s, v.eye.y + dir.y * s);
+                if px.abs() > TABLE_HALF || py.abs() > TABLE_HALF {
+                    Ground::Floor
+                } else if px.abs() > TABLE_HALF - 0.008 || py.abs() > TABLE_HALF - 0.008 {
+                    Ground::TableEdge
+                } else {
+                    Ground::Table(px, py)
+                }
+            } else {
+                Ground::Floor
+            };
+            out.push(g);
+        }
+    }
+    out
+}
+
 /// Fill pixels no geometry covered: the table (with contact shadows) or the floor.
-fn shade_background(t: &mut Target, v: &View, world: &World) {
+fn shade_background(t: &mut Target, v: &View, ground: &[Ground], world: &World) {
     let g = &world.gripper;
     let mut casters: Vec<(f32, f32, f32, Caster)> = Vec::with_capacity(world.objects.len() + 1);
     for o in &world.objects {
@@ -332,45 +374,33 @@ fn shade_background(t: &mut Target, v: &View, world: &World) {
     let lit = quantize(TABLE_RGB, AMBIENT + DIFFUSE * v.light.z);
     let edge = quantize(TABLE_EDGE_RGB, AMBIENT + DIFFUSE * v.light.z);
     let floor = quantize(FLOOR_RGB, 1.0);
-    for y in 0..t.h {
-        for x in 0..t.w {
-            let idx = y * t.w + x;
-            if t.depth[idx] > 0.0 {
-                continue;
-            }
-            let sx = (x as f32 + 0.5 - v.cx) / v.focal;
-            let sy = (v.cy - (y as f32 + 0.5)) / v.focal;
-            let dir = v.fwd + v.right * sx + v.up * sy;
-            let rgb = if dir.z < 0.0 {
-                let s = -v.eye.z / dir.z;
-                let (px, py) = (v.eye.x + dir.x * s, v.eye.y + dir.y * s);
-                if px.abs() > TABLE_HALF || py.abs() > TABLE_HALF {
-                    floor
-                } else if px.abs() > TABLE_HALF - 0.008 || py.abs() > TABLE_HALF - 0.008 {
-                    edge
-                } else {
-                    let mut dark = 0.0f32;
-                    for (cx, cy, r, c) in &casters {
-                        let (dx, dy) = (px - cx, py - cy);
-                        if dx * dx + dy * dy > r * r {
-                            continue;
-                        }
-                        let d = match c {
-                            Caster::Object(o, d) => o.footprint_hits(px, py, 0.006).then_some(*d),
-                            Caster::Disc(d) => Some(*d),
-                        };
-                        dark = dark.max(d.unwrap_or(0.0));
-                    }
-                    if dark > 0.0 {
-                        quantize(TABLE_RGB, (AMBIENT + DIFFUSE * v.light.z) * (1.0 - dark))
-                    } else {
-                        lit
-                    }
-                }
-            } else {
-                floor
-            };
-            t.color[idx * 3..idx * 3 + 3].copy_from_slice(&rgb);
+    for (idx, gr) in ground.iter().enumerate() {
+        if t.depth[idx] > 0.0 {
+            continue;
         }
+        let rgb = match *gr {
+            Ground::Floor => floor,
+            Ground::TableEdge => edge,
+            Ground::Table(px, py) => {
+                let mut dark = 0.0f32;
+                for (cx, cy, r, c) in &casters {
+                    let (dx, dy) = (px - cx, py - cy);
+                    if dx * dx + dy * dy > r * r {
+                        continue;
+                    }
+                    let d = match c {
+                        Caster::Object(o, d) => o.footprint_hits(px, py, 0.006).then_some(*d),
+                        Caster::Disc(d) => Some(*d),
+                    };
+                    dark = dark.max(d.unwrap_or(0.0));
+                }
+                if dark > 0.0 {
+                    quantize(TABLE_RGB, (AMBIENT + DIFFUSE * v.light.z) * (1.0 - dark))
+                } else {
+                    lit
+                }
+            }
+        };
+        t.color[idx * 3..idx * 3 + 3].copy_from_slice(&rgb);
     }
 }
