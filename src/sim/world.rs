@@ -57,17 +57,17 @@ impl Shape {
     /// Box half extents (x, y) in the object frame, or `None` for round shapes.
     pub fn box_half(self) -> Option<(f32, f32)> {
         match self {
-            Shape::Cube => Some((0.0275, 0.0275)),
-            Shape::Bar => Some((0.05, 0.02)),
+            Shape::Cube => Some((0.033, 0.033)),
+            Shape::Bar => Some((0.06, 0.024)),
             _ => None,
         }
     }
     /// Radius of round shapes at their widest (m).
     pub fn radius(self) -> f32 {
         match self {
-            Shape::Cylinder => 0.026,
-            Shape::Ball => 0.03,
-            Shape::Cone => 0.034,
+            Shape::Cylinder => 0.031,
+            Shape::Ball => 0.036,
+            Shape::Cone => 0.04,
             Shape::Cube | Shape::Bar => {
                 let (a, b) = self.box_half().unwrap_or((0.0, 0.0));
                 (a * a + b * b).sqrt()
@@ -76,11 +76,11 @@ impl Shape {
     }
     pub fn height(self) -> f32 {
         match self {
-            Shape::Cube => 0.055,
-            Shape::Bar => 0.04,
-            Shape::Cylinder => 0.075,
-            Shape::Ball => 0.06,
-            Shape::Cone => 0.07,
+            Shape::Cube => 0.066,
+            Shape::Bar => 0.048,
+            Shape::Cylinder => 0.085,
+            Shape::Ball => 0.072,
+            Shape::Cone => 0.08,
         }
     }
     /// Collision radius used between objects (circumscribed circle).
