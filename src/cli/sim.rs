@@ -81,8 +81,8 @@ pub struct RecordArgs {
     /// Episodes per safetensors shard.
     #[arg(long, default_value_t = 100)]
     pub shard_episodes: usize,
-    /// Supersampling factor per axis (anti-aliasing; 1 = off).
-    #[arg(long, default_value_t = 1)]
+    /// Supersampling factor per axis (anti-aliasing, so sub-pixel motion shows; 1 = off).
+    #[arg(long, default_value_t = 2)]
     pub ssaa: usize,
     /// Replace an existing dataset in --out.
     #[arg(long)]
@@ -149,6 +149,9 @@ pub struct BenchArgs {
     /// Expert episodes to record for the recording benchmark (0 = skip).
     #[arg(long, default_value_t = 100)]
     pub episodes: usize,
+    /// Supersampling factor for the recording benchmark (as `sim record --ssaa`).
+    #[arg(long, default_value_t = 2)]
+    pub ssaa: usize,
 }
 
 pub fn run(args: SimArgs) -> anyhow::Result<()> {
@@ -383,7 +386,7 @@ fn bench(a: BenchArgs) -> anyhow::Result<()> {
             size: a.size,
             episode: EpisodeConfig { image_size: a.size, ..EpisodeConfig::default() },
             episodes_per_shard: 100,
-            ssaa: 1,
+            ssaa: a.ssaa,
         };
         let t2 = Instant::now();
         let meta = dataset::record(&cfg, || {})?;
@@ -392,10 +395,11 @@ fn bench(a: BenchArgs) -> anyhow::Result<()> {
         let bytes: u64 = std::fs::read_dir(&dir)?.filter_map(|e| e.ok()?.metadata().ok()).map(|m| m.len()).sum();
         let _ = std::fs::remove_dir_all(&dir);
         println!(
-            "record {} expert episodes at {}x{}: {:.2} s ({} frames, {:.1} MB) → 1000 episodes ≈ {:.0} s",
+            "record {} expert episodes at {}x{} (ssaa {}): {:.2} s ({} frames, {:.1} MB) → 1000 episodes ≈ {:.0} s",
             a.episodes,
             a.size,
             a.size,
+            a.ssaa,
             dt2,
             frames,
             bytes as f64 / 1e6,
