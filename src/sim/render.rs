@@ -404,3 +404,53 @@ fn shade_background(t: &mut Target, v: &View, ground: &[Ground], world: &World) 
         t.color[idx * 3..idx * 3 + 3].copy_from_slice(&rgb);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::{Split, TaskKind};
+
+    #[test]
+    fn meshes_are_closed_enough_and_face_outwards() {
+        assert_eq!(shape_mesh(Shape::Cube).tris.len(), 12);
+        for s in Shape::ALL {
+            let m = shape_mesh(s);
+            let centre = V3::new(0.0, 0.0, s.height() * 0.4);
+            for (t, n) in m.tris.iter().zip(&m.normals) {
+                let c = (t[0] + t[1] + t[2]) * (1.0 / 3.0);
+                assert!(n.dot(c - centre) > 0.0, "{s:?} has an inward face");
+                for v in t {
+                    assert!(v.z >= -1e-6 && v.z <= s.height() + 1e-6, "{s:?} vertex outside its height");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn renders_any_resolution_and_supersamples() {
+        let w = World::reset(TaskKind::Pick, Split::Train, 5);
+        for (wd, ht) in [(80, 48), (64, 64), (17, 9)] {
+            let img = w.render(wd, ht);
+            assert_eq!(img.len(), wd * ht * 3);
+            assert!(img.chunks(3).any(|p| p != &img[0..3]), "{wd}x{ht} image is uniform");
+        }
+        let mut out = Vec::new();
+        Renderer::new(Camera::default(), 2).render_into(&w, 64, 64, &mut out);
+        assert_eq!(out.len(), 64 * 64 * 3);
+        assert_ne!(out, w.render(64, 64), "supersampled edges differ");
+    }
+
+    #[test]
+    fn a_lifted_object_casts_a_lighter_shadow() {
+        let w = World::reset(TaskKind::Pick, Split::Train, 5);
+        let o = &w.objects[0];
+        let g = ground_map(&View::new(&Camera::default(), 64, 64), 64, 64);
+        // A table pixel right next to the object's footprint.
+        let near = g.iter().position(|gr| match *gr {
+            Ground::Table(x, y) => o.footprint_hits(x, y, 0.004) && !o.footprint_hits(x, y, 0.0),
+            _ => false,
+        });
+        assert!(near.is_some(), "the object's shadow rim is visible");
+        assert!(height_falloff(0.0) > height_falloff(0.2));
+    }
+}

@@ -280,3 +280,34 @@ pub fn place_spot(objects: &[Object], target: usize, reference: usize) -> Option
     }
     None
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_novel_shape_per_colour_and_every_shape_is_novel_somewhere() {
+        for c in Color::ALL {
+            assert_eq!(Shape::ALL.iter().filter(|&&s| is_novel(s, c)).count(), 1, "{c:?}");
+        }
+        for s in Shape::ALL {
+            assert!(Color::ALL.iter().any(|&c| is_novel(s, c)), "{s:?}");
+        }
+    }
+
+    #[test]
+    fn stack_references_have_flat_tops_and_place_tasks_have_a_free_spot() {
+        for seed in 0..200 {
+            let s = sample_scene(TaskKind::Stack, Split::Train, seed);
+            assert!(s.objects[s.task.reference.unwrap()].shape.flat_top());
+            let p = sample_scene(TaskKind::Place, Split::Novel, seed);
+            assert!(place_spot(&p.objects, p.task.target, p.task.reference.unwrap()).is_some());
+            assert!(!success_of(&p), "place tasks do not start solved");
+        }
+    }
+
+    fn success_of(s: &Scene) -> bool {
+        let w = World::from_parts(s.objects.clone(), s.ee_pos, s.ee_yaw, s.task.clone());
+        success(&w)
+    }
+}

@@ -701,3 +701,37 @@ impl World {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cube(yaw: f32) -> Object {
+        Object { shape: Shape::Cube, color: Color::Red, pos: V3::new(0.0, 0.0, 0.0), yaw, support: Support::Table }
+    }
+
+    #[test]
+    fn grasp_width_depends_on_relative_yaw() {
+        let half = Shape::Cube.box_half().unwrap().0;
+        let (ex, ey) = cube(0.0).half_extents_in(0.0, 0.0, 0.06);
+        assert!((ex - half).abs() < 1e-6 && (ey - half).abs() < 1e-6);
+        let (_, ey) = cube(std::f32::consts::FRAC_PI_4).half_extents_in(0.0, 0.0, 0.06);
+        assert!((ey - half * std::f32::consts::SQRT_2).abs() < 1e-5);
+        let cone = Object { shape: Shape::Cone, ..cube(0.0) };
+        let (low, _) = cone.half_extents_in(0.0, 0.0, 0.06);
+        let (high, _) = cone.half_extents_in(0.0, 0.04, 0.1);
+        assert!(low > high, "a cone is widest at its base");
+    }
+
+    #[test]
+    fn footprint_and_support_tests_use_the_exact_shape() {
+        let c = cube(0.0);
+        let half = Shape::Cube.box_half().unwrap().0;
+        assert!(c.supports_point(half - 1e-3, half - 1e-3));
+        assert!(!c.supports_point(half + 1e-3, 0.0));
+        // Diagonal: inside the circumscribed circle but outside the square.
+        assert!(!c.footprint_hits(half + 0.004, half + 0.004, 0.004));
+        let ball = Object { shape: Shape::Ball, ..cube(0.0) };
+        assert!(!ball.supports_point(0.0, 0.0), "round tops support nothing");
+    }
+}
