@@ -404,7 +404,7 @@ fn closed_loop_executes_a_prefix_of_each_chunk() {
 
 /// Hash of every 64×64 frame of one expert stack episode. Changing the renderer,
 /// physics, scene sampler or expert changes it; update deliberately.
-const GOLDEN_HASH: u64 = 0xdadf_55c1_44b9_119a;
+const GOLDEN_HASH: u64 = 0x41a3_0381_a626_a57c;
 
 #[test]
 fn same_seed_gives_the_same_frames() {
@@ -430,7 +430,7 @@ fn same_seed_gives_the_same_frames() {
 fn different_seeds_give_different_scenes() {
     let a = World::reset(TaskKind::Pick, Split::Train, 1).render(64, 64);
     let b = World::reset(TaskKind::Pick, Split::Train, 2).render(64, 64);
-    assert_ne!(a, b);
+    assert!(a != b);
 }
 
 #[test]
@@ -451,7 +451,7 @@ fn scene_is_readable_at_64_pixels() {
     // Open and closed grippers look different.
     let mut closed = w.clone();
     closed.step(&[0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]).unwrap();
-    assert_ne!(closed.render(64, 64), w.render(64, 64));
+    assert!(closed.render(64, 64) != w.render(64, 64));
 }
 
 #[test]
@@ -528,7 +528,6 @@ fn recorded_dataset_has_aligned_frames_actions_and_metadata() {
         size: 32,
         episode: EpisodeConfig { image_size: 32, ..EpisodeConfig::default() },
         episodes_per_shard: 3,
-        ssaa: 1,
     };
     let meta = record(&cfg, || {}).unwrap();
     assert_eq!(meta.shards.len(), 2);
@@ -566,7 +565,7 @@ fn recorded_dataset_has_aligned_frames_actions_and_metadata() {
         assert_eq!(&pose[(fs + 8) * 7..(fs + 8) * 7 + 7], &w.ee_pose().0);
         let img = w.render(32, 32);
         let fbytes = frames.data();
-        assert_eq!(&fbytes[(fs + 8) * 32 * 32 * 3..(fs + 9) * 32 * 32 * 3], &img[..]);
+        assert!(fbytes[(fs + 8) * 32 * 32 * 3..(fs + 9) * 32 * 32 * 3] == img[..], "recorded frame differs");
     }
     assert!(!out.join("shard-00000.safetensors.tmp").exists());
     std::fs::remove_dir_all(&out).unwrap();

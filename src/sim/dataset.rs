@@ -61,7 +61,6 @@ pub struct RecordConfig {
     pub size: usize,
     pub episode: EpisodeConfig,
     pub episodes_per_shard: usize,
-    pub ssaa: usize,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -157,12 +156,12 @@ pub fn record(cfg: &RecordConfig, mut progress: impl FnMut()) -> anyhow::Result<
         std::fs::remove_file(&meta_path).map_err(|e| anyhow::anyhow!("cannot replace {}: {e}", meta_path.display()))?;
     }
     let camera = super::render::Camera::default();
-    let mut renderer = Renderer::new(camera, cfg.ssaa);
+    let mut renderer = Renderer::new(camera, cfg.episode.ssaa);
     let mut policy = ExpertPolicy { chunk: cfg.episode.chunk };
     let mut meta = DatasetMeta {
         format: FORMAT.into(),
         size: cfg.size,
-        ssaa: cfg.ssaa.max(1),
+        ssaa: cfg.episode.ssaa.max(1),
         camera_eye: [camera.eye.x, camera.eye.y, camera.eye.z],
         camera_target: [camera.target.x, camera.target.y, camera.target.z],
         camera_fov_y_deg: camera.fov_y_deg,

@@ -18,11 +18,13 @@ pub struct EpisodeConfig {
     pub substeps: usize,
     /// Side of the square observation image.
     pub image_size: usize,
+    /// Supersampling factor per axis for observations (and recorded frames).
+    pub ssaa: usize,
 }
 
 impl Default for EpisodeConfig {
     fn default() -> Self {
-        EpisodeConfig { chunk: 6, execute: 3, substeps: DEFAULT_SUBSTEPS, image_size: 64 }
+        EpisodeConfig { chunk: 6, execute: 3, substeps: DEFAULT_SUBSTEPS, image_size: 64, ssaa: render::DEFAULT_SSAA }
     }
 }
 
@@ -37,6 +39,7 @@ impl EpisodeConfig {
         );
         anyhow::ensure!((1..=64).contains(&self.substeps), "--substeps must be between 1 and 64");
         anyhow::ensure!((8..=1024).contains(&self.image_size), "--size must be between 8 and 1024");
+        anyhow::ensure!((1..=8).contains(&self.ssaa), "--ssaa must be between 1 and 8");
         Ok(())
     }
 }
@@ -68,15 +71,10 @@ pub fn run_episode(
     on_frame(world);
     let max = world.task.kind.max_steps();
     let mut actions = Vec::new();
+    let mut renderer = render::Renderer::new(render::Camera::default(), cfg.ssaa);
     'episode: while world.steps < max && !world.success() {
-        let obs = if policy.needs_image() {
-            world.observation(cfg.image_size)
-        } else {
-            let mut o = world.observation(0);
-            o.width = 0;
-            o.height = 0;
-            o
-        };
+        let size = if policy.needs_image() { cfg.image_size } else { 0 };
+        let obs = world.observation_with(&mut renderer, size);
         let chunk = policy.act(&obs)?;
         anyhow::ensure!(!chunk.is_empty(), "policy {} returned an empty action chunk", policy.name());
         for a in chunk.iter().take(cfg.execute) {

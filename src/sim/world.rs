@@ -330,7 +330,8 @@ impl World {
         EePose([g.pos.x, g.pos.y, g.pos.z, g.roll, g.pitch, g.yaw, g.opening / MAX_OPENING])
     }
 
-    /// Render the camera view: `width*height*3` RGB bytes, row-major, top row first.
+    /// Render the default camera view (supersampled by `render::DEFAULT_SSAA`):
+    /// `width*height*3` RGB bytes, row-major, top row first.
     pub fn render(&self, width: usize, height: usize) -> Vec<u8> {
         let mut out = Vec::new();
         render::Renderer::default().render_into(self, width, height, &mut out);
@@ -339,8 +340,15 @@ impl World {
 
     /// The observation a policy sees (image at `size`×`size`).
     pub fn observation(&self, size: usize) -> Observation {
+        self.observation_with(&mut render::Renderer::default(), size)
+    }
+
+    /// The observation a policy sees, rendered with `renderer`.
+    pub fn observation_with(&self, renderer: &mut render::Renderer, size: usize) -> Observation {
+        let mut image = Vec::new();
+        renderer.render_into(self, size, size, &mut image);
         Observation {
-            image: self.render(size, size),
+            image,
             width: size,
             height: size,
             instruction: self.instruction().to_string(),
