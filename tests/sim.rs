@@ -592,3 +592,20 @@ fn grasp_needs_a_centimetre_of_finger_overlap() {
     assert_eq!(w.gripper.held, Some(0));
     assert!(top - 0.02 + FINGER_H > top, "the palm stays above the cube");
 }
+
+#[test]
+fn a_gripper_overlapping_an_object_can_always_rise() {
+    // A cube right where the left finger is (as after an object slid off another one).
+    let mut w = World::from_parts(
+        vec![obj(Shape::Cube, Color::Red, 0.0, 0.051)],
+        V3::new(0.0, 0.0, 0.02),
+        0.0,
+        pick_task(0),
+    );
+    assert!(w.gripper_collides(w.gripper.pos, 0.0));
+    w.step(&mv(0.03, 0.0, 0.0, OPEN)).unwrap();
+    assert_eq!(w.gripper.pos, V3::new(0.0, 0.0, 0.02), "sideways is blocked");
+    w.step(&mv(0.0, 0.0, 0.04, OPEN)).unwrap();
+    assert!((w.gripper.pos.z - 0.06).abs() < 1e-6, "rising is allowed");
+    assert_eq!(w.objects[0].pos, V3::new(0.0, 0.051, 0.0));
+}

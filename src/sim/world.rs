@@ -512,6 +512,10 @@ impl World {
                 return;
             }
         }
+        // Already overlapping (an object slid against the fingers): rising is always allowed.
+        if pos.z > cur.z && self.gripper_collides(cur, cur_yaw) {
+            self.set_gripper_pose(V3::new(cur.x, cur.y, pos.z), cur_yaw);
+        }
     }
 
     fn set_gripper_pose(&mut self, pos: V3, yaw: f32) {
@@ -672,7 +676,13 @@ impl World {
 
     fn update_falling(&mut self, dt: f32) {
         for i in 0..self.objects.len() {
-            let Support::Falling { target_z, onto, vz } = self.objects[i].support else { continue };
+            let Support::Falling { mut target_z, mut onto, vz } = self.objects[i].support else { continue };
+            // The object it was falling onto has been picked up meanwhile: fall further.
+            if onto.is_some_and(|j| matches!(self.objects[j].support, Support::Held | Support::Falling { .. })) {
+                let (p, below) = self.landing(i);
+                (self.objects[i].pos.x, self.objects[i].pos.y) = (p.x, p.y);
+                (target_z, onto) = (p.z, below);
+            }
             let vz = vz + GRAVITY * dt;
             let z0 = self.objects[i].pos.z;
             let z1 = (z0 - vz * dt).max(target_z);
