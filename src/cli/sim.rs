@@ -137,6 +137,9 @@ pub struct ShowArgs {
     /// Milliseconds per GIF frame.
     #[arg(long, default_value_t = 40)]
     pub delay_ms: u32,
+    /// Enlarge each pixel N×N in the output (to look at small observations).
+    #[arg(long, default_value_t = 1)]
+    pub upscale: usize,
     #[command(flatten)]
     pub looping: LoopArgs,
 }
@@ -264,12 +267,21 @@ fn show(a: ShowArgs) -> anyhow::Result<()> {
     let mut policy = make_policy(&a.policy, cfg.chunk, a.seed)?;
     let mut world = World::reset(task, split, a.seed);
     let mut renderer = Renderer::new(Camera::default(), cfg.ssaa);
+    anyhow::ensure!((1..=16).contains(&a.upscale), "--upscale must be between 1 and 16");
     let mut frames: Vec<Vec<u8>> = Vec::new();
     let mut buf = Vec::new();
-    let size = cfg.image_size;
+    let (n, up) = (cfg.image_size, a.upscale);
+    let size = n * up;
     let outcome = eval::run_episode(&mut world, policy.as_mut(), &cfg, |w| {
-        renderer.render_into(w, size, size, &mut buf);
-        frames.push(buf.clone());
+        renderer.render_into(w, n, n, &mut buf);
+        let mut big = Vec::with_capacity(size * size * 3);
+        for y in 0..size {
+            for x in 0..size {
+                let i = ((y / up) * n + x / up) * 3;
+                big.extend_from_slice(&buf[i..i + 3]);
+            }
+        }
+        frames.push(big);
     })?;
     println!(
         "{:?} task, seed {}: \"{}\" — {} after {} actions ({} frames)",

@@ -21,7 +21,7 @@ impl Default for Camera {
     /// Third-person view facing the robot from across the table, slightly to
     /// its left, looking down at about 45°: the workspace fills the frame.
     fn default() -> Self {
-        Camera { eye: V3::new(0.50, 0.08, 0.58), target: V3::new(0.0, 0.0, 0.05), fov_y_deg: 40.0 }
+        Camera { eye: V3::new(0.50, 0.08, 0.60), target: V3::new(-0.02, 0.0, 0.08), fov_y_deg: 42.0 }
     }
 }
 
