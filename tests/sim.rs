@@ -497,6 +497,7 @@ fn eval_report_json_parses_back() {
     assert_eq!(all["split"], "novel");
     assert_eq!(all["episodes"], 6);
     assert!(all["success_rate"].as_f64().unwrap() >= 0.0);
+    assert!(all["mean_success_steps"].as_f64().unwrap() > 5.0, "expert episodes take several actions");
     let eps = v["episodes"].as_array().unwrap();
     assert_eq!(eps.len(), 6);
     assert!(eps[0]["instruction"].as_str().unwrap().contains("the"));

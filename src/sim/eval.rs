@@ -110,6 +110,8 @@ pub struct Cell {
     pub successes: usize,
     /// Percent.
     pub success_rate: f64,
+    /// Mean actions per successful episode (0 if none succeeded).
+    pub mean_success_steps: f64,
 }
 
 /// Everything `videovla sim eval` reports (also its `--json` output).
@@ -161,6 +163,8 @@ fn tabulate(outcomes: &[EpisodeOutcome], splits: &[Split]) -> Vec<Cell> {
                 .filter(|o| o.split == split && task.is_none_or(|t| o.task == t))
                 .collect();
             let successes = sel.iter().filter(|o| o.success).count();
+            let ok_steps: usize = sel.iter().filter(|o| o.success).map(|o| o.steps).sum();
+            let mean_steps = if successes == 0 { 0.0 } else { ok_steps as f64 / successes as f64 };
             let rate = if sel.is_empty() { 0.0 } else { 100.0 * successes as f64 / sel.len() as f64 };
             cells.push(Cell {
                 task: name.into(),
@@ -168,6 +172,7 @@ fn tabulate(outcomes: &[EpisodeOutcome], splits: &[Split]) -> Vec<Cell> {
                 episodes: sel.len(),
                 successes,
                 success_rate: (rate * 10.0).round() / 10.0,
+                mean_success_steps: (mean_steps * 10.0).round() / 10.0,
             });
         }
     }
