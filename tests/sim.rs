@@ -460,6 +460,7 @@ fn expert_solves_at_least_99_percent_on_train_and_novel() {
     let report =
         evaluate(&mut p, &Split::ALL, 300, EVAL_SEED_START, &EpisodeConfig::default(), || {}).unwrap();
     for c in &report.results {
+        println!("sim expert {} {}: {}% of {}", c.split, c.task, c.success_rate, c.episodes);
         assert!(c.success_rate >= 99.0, "{} / {}: {}%", c.task, c.split, c.success_rate);
     }
     // Expert episodes are short: a pick takes 10-25 actions.
@@ -476,6 +477,7 @@ fn random_policy_scores_at_most_10_percent() {
     let all: Vec<_> = report.results.iter().filter(|c| c.task == "all").collect();
     assert_eq!(all.len(), 2);
     for c in all {
+        println!("sim random {} all: {}% of {}", c.split, c.success_rate, c.episodes);
         assert!(c.success_rate <= 10.0, "{}: {}%", c.split, c.success_rate);
     }
 }

@@ -67,6 +67,11 @@
 //!   footprint. The collision geometry ignores the wrist tilt (|tilt| <=
 //!   0.3 rad), which only changes the rendering.
 //!
+//! # Objects
+//! Upright rigid bodies resting on the table or on each other (sizes in m):
+//! cube 0.066, bar 0.12 × 0.048 × 0.048, cylinder ⌀0.062 × 0.085,
+//! ball ⌀0.072, cone ⌀0.08 × 0.08; in 8 colours.
+//!
 //! # Tasks and splits
 //! `pick` ("pick up the red cube"), `stack` ("put the red cube on the blue
 //! bar") and `place` ("put the red cube next to the blue bar"), each with
