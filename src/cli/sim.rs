@@ -239,6 +239,7 @@ fn eval_cmd(a: EvalArgs) -> anyhow::Result<()> {
     let splits = parse_splits(&a.split)?;
     let cfg = a.looping.config()?;
     anyhow::ensure!(a.episodes > 0, "--episodes must be at least 1");
+    a.seed.checked_add(a.episodes as u64).context("--seed + --episodes overflows; use a smaller --seed")?;
     if a.seed < EVAL_SEED_START {
         tracing::warn!("seeds below {EVAL_SEED_START} are the training range; results may be optimistic");
     }

@@ -295,20 +295,23 @@ impl Renderer {
             out.extend_from_slice(&self.color);
             return;
         }
+        // Box filter: average each k×k block (integer arithmetic, round half up).
         out.reserve(width * height * 3);
         let n = (k * k) as u32;
+        let mut acc = vec![0u32; width * 3];
         for y in 0..height {
-            for x in 0..width {
-                for ch in 0..3 {
-                    let mut s = 0u32;
-                    for dy in 0..k {
-                        for dx in 0..k {
-                            s += self.color[((y * k + dy) * w + x * k + dx) * 3 + ch] as u32;
-                        }
+            acc.fill(0);
+            for dy in 0..k {
+                let row = &self.color[(y * k + dy) * w * 3..(y * k + dy + 1) * w * 3];
+                for (a, block) in acc.chunks_exact_mut(3).zip(row.chunks_exact(k * 3)) {
+                    for px in block.chunks_exact(3) {
+                        a[0] += px[0] as u32;
+                        a[1] += px[1] as u32;
+                        a[2] += px[2] as u32;
                     }
-                    out.push(((s + n / 2) / n) as u8);
                 }
             }
+            out.extend(acc.iter().map(|&s| ((s + n / 2) / n) as u8));
         }
     }
 }
