@@ -612,3 +612,28 @@ fn a_gripper_overlapping_an_object_can_always_rise() {
     assert!((w.gripper.pos.z - 0.06).abs() < 1e-6, "rising is allowed");
     assert_eq!(w.objects[0].pos, V3::new(0.0, 0.051, 0.0));
 }
+
+#[test]
+fn show_accepts_a_sentence_and_builds_the_scene_around_it() {
+    use videovla::sim::tasks::TaskRequest;
+    let r: TaskRequest = "Put the red cube on the blue bar".parse().unwrap();
+    assert_eq!(r.kind, TaskKind::Stack);
+    assert_eq!((r.target, r.reference), (Some((Shape::Cube, Color::Red)), Some((Shape::Bar, Color::Blue))));
+    let r: TaskRequest = "set the green ball down by the white can".parse().unwrap();
+    assert_eq!(r.kind, TaskKind::Place);
+    let r: TaskRequest = "lift the orange sphere".parse().unwrap();
+    assert_eq!((r.kind, r.target), (TaskKind::Pick, Some((Shape::Ball, Color::Orange))));
+    assert_eq!("place".parse::<TaskRequest>().unwrap().target, None);
+    let err = "dance with the robot".parse::<TaskRequest>().unwrap_err().to_string();
+    assert!(err.contains("pick") && err.contains("stack") && err.contains("place"), "{err}");
+    assert!("put the red cube on the blue ball".parse::<TaskRequest>().is_err(), "balls support nothing");
+    for seed in 0..30 {
+        let r: TaskRequest = "put the red cube on the blue bar".parse().unwrap();
+        let mut w = World::reset_request(&r, Split::Train, seed);
+        assert_eq!(w.instruction(), "put the red cube on the blue bar");
+        assert_eq!(w.objects[w.task.target].name(), "red cube");
+        assert_eq!(w.objects[w.task.reference.unwrap()].name(), "blue bar");
+        let mut p = ExpertPolicy { chunk: 6 };
+        assert!(run_episode(&mut w, &mut p, &EpisodeConfig::default(), |_| {}).unwrap().success);
+    }
+}

@@ -12,7 +12,8 @@ use clap::{Args, Subcommand};
 use crate::sim::dataset::{self, RecordConfig};
 use crate::sim::eval::{self, EpisodeConfig};
 use crate::sim::render::{Camera, Renderer};
-use crate::sim::{make_policy, Split, TaskKind, World, EVAL_SEED_START};
+use crate::sim::tasks::TaskRequest;
+use crate::sim::{make_policy, Split, World, EVAL_SEED_START};
 
 const CONVENTION: &str = "Action = [droll, dpitch, dyaw (rad), dx, dy, dz (m, base frame), gripper (1 open, 0 closed)], \
 clipped per action to ±0.25 rad and ±0.04 m; each action is rendered as --substeps sub-frames. \
@@ -120,7 +121,8 @@ pub struct EvalArgs {
 
 #[derive(Args, Debug)]
 pub struct ShowArgs {
-    /// Task: pick, stack or place.
+    /// Task: pick, stack, place, or a sentence naming the objects, e.g.
+    /// "put the red cube on the blue bar" (the scene is built around them).
     #[arg(long, default_value = "stack")]
     pub task: String,
     #[arg(long, default_value_t = EVAL_SEED_START)]
@@ -257,7 +259,7 @@ fn eval_cmd(a: EvalArgs) -> anyhow::Result<()> {
 }
 
 fn show(a: ShowArgs) -> anyhow::Result<()> {
-    let task: TaskKind = a.task.parse()?;
+    let request: TaskRequest = a.task.parse()?;
     let split: Split = a.split.parse()?;
     let cfg = a.looping.config()?;
     let ext = a.out.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
@@ -266,7 +268,7 @@ fn show(a: ShowArgs) -> anyhow::Result<()> {
         anyhow::bail!("sim show runs --policy expert or random");
     }
     let mut policy = make_policy(&a.policy, cfg.chunk, a.seed)?;
-    let mut world = World::reset(task, split, a.seed);
+    let mut world = World::reset_request(&request, split, a.seed);
     let mut renderer = Renderer::new(Camera::default(), cfg.ssaa);
     anyhow::ensure!((1..=16).contains(&a.upscale), "--upscale must be between 1 and 16");
     let mut frames: Vec<Vec<u8>> = Vec::new();
@@ -286,7 +288,7 @@ fn show(a: ShowArgs) -> anyhow::Result<()> {
     })?;
     println!(
         "{:?} task, seed {}: \"{}\" — {} after {} actions ({} frames)",
-        task,
+        request.kind,
         a.seed,
         outcome.instruction,
         if outcome.success { "success" } else { "failure" },

@@ -292,7 +292,15 @@ pub struct World {
 impl World {
     /// A new scene for `task` drawn from `split` with `seed`.
     pub fn reset(task: TaskKind, split: Split, seed: u64) -> World {
-        let scene = tasks::sample_scene(task, split, seed);
+        Self::reset_from(tasks::sample_scene(task, split, seed), split, seed)
+    }
+
+    /// A new scene for a task given by name or sentence (see [`tasks::TaskRequest`]).
+    pub fn reset_request(request: &tasks::TaskRequest, split: Split, seed: u64) -> World {
+        Self::reset_from(tasks::sample_scene_for(request, split, seed), split, seed)
+    }
+
+    fn reset_from(scene: tasks::Scene, split: Split, seed: u64) -> World {
         World {
             objects: scene.objects,
             gripper: Gripper::new(scene.ee_pos, scene.ee_yaw),
