@@ -456,7 +456,7 @@ mod tests {
     }
 
     #[test]
-    fn a_lifted_object_casts_a_lighter_shadow() {
+    fn shadow_rim_is_visible_and_fades_with_height() {
         let w = World::reset(TaskKind::Pick, Split::Train, 5);
         let o = &w.objects[0];
         let g = ground_map(&View::new(&Camera::default(), 64, 64), 64, 64);
