@@ -12,7 +12,8 @@ use clap::{Args, Subcommand};
 use crate::sim::dataset::{self, RecordConfig};
 use crate::sim::eval::{self, EpisodeConfig};
 use crate::sim::render::{Camera, Renderer};
-use crate::sim::{make_policy, Split, TaskKind, World, EVAL_SEED_START};
+use crate::sim::tasks::TaskRequest;
+use crate::sim::{make_policy, Split, World, EVAL_SEED_START};
 
 const CONVENTION: &str = "Action = [droll, dpitch, dyaw (rad), dx, dy, dz (m, base frame), gripper (1 open, 0 closed)], \
 clipped per action to ±0.25 rad and ±0.04 m; each action is rendered as --substeps sub-frames. \
@@ -54,11 +55,20 @@ pub struct LoopArgs {
     /// Image side in pixels (observations and recorded frames).
     #[arg(long, default_value_t = 64)]
     pub size: usize,
+    /// Supersampling factor per axis (anti-aliasing, so sub-pixel motion shows; 1 = off).
+    #[arg(long, default_value_t = crate::sim::render::DEFAULT_SSAA)]
+    pub ssaa: usize,
 }
 
 impl LoopArgs {
     fn config(&self) -> anyhow::Result<EpisodeConfig> {
-        let c = EpisodeConfig { chunk: self.chunk, execute: self.execute, substeps: self.substeps, image_size: self.size };
+        let c = EpisodeConfig {
+            chunk: self.chunk,
+            execute: self.execute,
+            substeps: self.substeps,
+            image_size: self.size,
+            ssaa: self.ssaa,
+        };
         c.validate()?;
         Ok(c)
     }
@@ -81,9 +91,6 @@ pub struct RecordArgs {
     /// Episodes per safetensors shard.
     #[arg(long, default_value_t = 100)]
     pub shard_episodes: usize,
-    /// Supersampling factor per axis (anti-aliasing; 1 = off).
-    #[arg(long, default_value_t = 1)]
-    pub ssaa: usize,
     /// Replace an existing dataset in --out.
     #[arg(long)]
     pub overwrite: bool,
@@ -114,7 +121,8 @@ pub struct EvalArgs {
 
 #[derive(Args, Debug)]
 pub struct ShowArgs {
-    /// Task: pick, stack or place.
+    /// Task: pick, stack, place, or a sentence naming the objects, e.g.
+    /// "put the red cube on the blue bar" (the scene is built around them).
     #[arg(long, default_value = "stack")]
     pub task: String,
     #[arg(long, default_value_t = EVAL_SEED_START)]
@@ -128,12 +136,12 @@ pub struct ShowArgs {
     /// Output file (.gif, or .png for a contact sheet of every action's frame).
     #[arg(long)]
     pub out: PathBuf,
-    /// Supersampling factor per axis.
-    #[arg(long, default_value_t = 2)]
-    pub ssaa: usize,
     /// Milliseconds per GIF frame.
     #[arg(long, default_value_t = 40)]
     pub delay_ms: u32,
+    /// Enlarge each pixel N×N in the output (to look at small observations).
+    #[arg(long, default_value_t = 1)]
+    pub upscale: usize,
     #[command(flatten)]
     pub looping: LoopArgs,
 }
@@ -149,6 +157,9 @@ pub struct BenchArgs {
     /// Expert episodes to record for the recording benchmark (0 = skip).
     #[arg(long, default_value_t = 100)]
     pub episodes: usize,
+    /// Supersampling factor for the recording benchmark (as `sim record --ssaa`).
+    #[arg(long, default_value_t = 2)]
+    pub ssaa: usize,
 }
 
 pub fn run(args: SimArgs) -> anyhow::Result<()> {
@@ -184,7 +195,6 @@ fn record(a: RecordArgs) -> anyhow::Result<()> {
             "novel-object data is for evaluation only; use --seed {EVAL_SEED_START} or higher"
         ),
     }
-    anyhow::ensure!((1..=8).contains(&a.ssaa), "--ssaa must be between 1 and 8");
     let meta_path = a.out.join("meta.json");
     anyhow::ensure!(
         a.overwrite || !meta_path.exists(),
@@ -199,7 +209,6 @@ fn record(a: RecordArgs) -> anyhow::Result<()> {
         size: a.looping.size,
         episode: a.looping.config()?,
         episodes_per_shard: a.shard_episodes,
-        ssaa: a.ssaa,
     };
     let t0 = Instant::now();
     let pb = progress_bar(a.episodes, "recording");
@@ -232,6 +241,7 @@ fn eval_cmd(a: EvalArgs) -> anyhow::Result<()> {
     let splits = parse_splits(&a.split)?;
     let cfg = a.looping.config()?;
     anyhow::ensure!(a.episodes > 0, "--episodes must be at least 1");
+    a.seed.checked_add(a.episodes as u64).context("--seed + --episodes overflows; use a smaller --seed")?;
     if a.seed < EVAL_SEED_START {
         tracing::warn!("seeds below {EVAL_SEED_START} are the training range; results may be optimistic");
     }
@@ -249,28 +259,36 @@ fn eval_cmd(a: EvalArgs) -> anyhow::Result<()> {
 }
 
 fn show(a: ShowArgs) -> anyhow::Result<()> {
-    let task: TaskKind = a.task.parse()?;
+    let request: TaskRequest = a.task.parse()?;
     let split: Split = a.split.parse()?;
     let cfg = a.looping.config()?;
-    anyhow::ensure!((1..=8).contains(&a.ssaa), "--ssaa must be between 1 and 8");
     let ext = a.out.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
     anyhow::ensure!(ext == "gif" || ext == "png", "--out must end in .gif or .png, got {}", a.out.display());
     if a.policy != "expert" && a.policy != "random" {
         anyhow::bail!("sim show runs --policy expert or random");
     }
     let mut policy = make_policy(&a.policy, cfg.chunk, a.seed)?;
-    let mut world = World::reset(task, split, a.seed);
-    let mut renderer = Renderer::new(Camera::default(), a.ssaa);
+    let mut world = World::reset_request(&request, split, a.seed);
+    let mut renderer = Renderer::new(Camera::default(), cfg.ssaa);
+    anyhow::ensure!((1..=16).contains(&a.upscale), "--upscale must be between 1 and 16");
     let mut frames: Vec<Vec<u8>> = Vec::new();
     let mut buf = Vec::new();
-    let size = cfg.image_size;
+    let (n, up) = (cfg.image_size, a.upscale);
+    let size = n * up;
     let outcome = eval::run_episode(&mut world, policy.as_mut(), &cfg, |w| {
-        renderer.render_into(w, size, size, &mut buf);
-        frames.push(buf.clone());
+        renderer.render_into(w, n, n, &mut buf);
+        let mut big = Vec::with_capacity(size * size * 3);
+        for y in 0..size {
+            for x in 0..size {
+                let i = ((y / up) * n + x / up) * 3;
+                big.extend_from_slice(&buf[i..i + 3]);
+            }
+        }
+        frames.push(big);
     })?;
     println!(
         "{:?} task, seed {}: \"{}\" — {} after {} actions ({} frames)",
-        task,
+        request.kind,
         a.seed,
         outcome.instruction,
         if outcome.success { "success" } else { "failure" },
@@ -315,48 +333,54 @@ fn write_gif(path: &std::path::Path, frames: &[Vec<u8>], size: usize, delay_ms: 
     dataset::write_atomic(path, &bytes)
 }
 
-fn bench(a: BenchArgs) -> anyhow::Result<()> {
-    anyhow::ensure!(a.frames > 0, "--frames must be at least 1");
-    let mut renderer = Renderer::new(Camera::default(), 1);
+/// Time `n` units of expert-driven simulation at `size`² with supersampling `ssaa`.
+/// `every_substep`: render every sub-frame (a unit = one sub-frame) or once per
+/// action (a unit = one action + one observation). Returns units per second.
+fn bench_loop(size: usize, ssaa: usize, n: usize, every_substep: bool) -> anyhow::Result<f64> {
+    let mut renderer = Renderer::new(Camera::default(), ssaa);
     let mut buf = Vec::new();
     let mut checksum = 0u64;
-    // Physics sub-step + render, with actions that keep the gripper busy (expert rollouts, restarted when done).
-    let mut ep = 0u64;
+    let (mut ep, mut done) = (0u64, 0usize);
     let mut world = World::reset(eval::task_for(ep), Split::Train, ep);
-    let mut done = 0usize;
     let t0 = Instant::now();
-    while done < a.frames {
+    while done < n {
         if world.success() || world.steps >= world.task.kind.max_steps() {
             ep += 1;
             world = World::reset(eval::task_for(ep), Split::Train, ep);
         }
         let act = crate::sim::expert_action(&world);
-        world.step_with(&act, |w| {
-            renderer.render_into(w, a.size, a.size, &mut buf);
+        if every_substep {
+            world.step_with(&act, |w| {
+                renderer.render_into(w, size, size, &mut buf);
+                checksum = checksum.wrapping_add(buf[buf.len() / 2] as u64);
+                done += 1;
+            })?;
+        } else {
+            world.step(&act)?;
+            renderer.render_into(&world, size, size, &mut buf);
             checksum = checksum.wrapping_add(buf[buf.len() / 2] as u64);
             done += 1;
-        })?;
+        }
     }
-    let dt = t0.elapsed().as_secs_f64();
-    println!(
-        "step+render at {}x{}: {} sub-frames in {:.2} s = {:.0} sub-frames/s ({:.0} actions/s at {} sub-frames each), 1 thread [checksum {}]",
-        a.size,
-        a.size,
-        done,
-        dt,
-        done as f64 / dt,
-        done as f64 / dt / world.substeps as f64,
-        world.substeps,
-        checksum
-    );
-    // Render only.
-    let t1 = Instant::now();
-    let n = a.frames.min(20000);
-    for _ in 0..n {
-        renderer.render_into(&world, a.size, a.size, &mut buf);
+    let rate = done as f64 / t0.elapsed().as_secs_f64();
+    tracing::debug!("bench checksum {checksum}");
+    Ok(rate)
+}
+
+fn bench(a: BenchArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(a.frames > 0, "--frames must be at least 1");
+    anyhow::ensure!((1..=8).contains(&a.ssaa), "--ssaa must be between 1 and 8");
+    let sub = crate::sim::DEFAULT_SUBSTEPS;
+    println!("single thread, {}x{}, expert-driven episodes, {} sub-frames per action", a.size, a.size, sub);
+    for ssaa in if a.ssaa == 1 { vec![1] } else { vec![1, a.ssaa] } {
+        let per_frame = bench_loop(a.size, ssaa, a.frames, true)?;
+        let closed = bench_loop(a.size, ssaa, a.frames / sub, false)?;
+        println!(
+            "ssaa {ssaa}: physics sub-step + render {per_frame:.0}/s (= {:.0} actions/s with every sub-frame rendered); \
+             closed loop, 1 action ({sub} physics sub-steps) + 1 observation render: {closed:.0}/s",
+            per_frame / sub as f64
+        );
     }
-    let dt1 = t1.elapsed().as_secs_f64();
-    println!("render only: {:.0} frames/s; physics sub-step only: see above minus render", n as f64 / dt1);
     if a.episodes > 0 {
         let dir = std::env::temp_dir().join(format!("videovla-sim-bench-{}", std::process::id()));
         let cfg = RecordConfig {
@@ -365,9 +389,8 @@ fn bench(a: BenchArgs) -> anyhow::Result<()> {
             seed: 0,
             out: dir.clone(),
             size: a.size,
-            episode: EpisodeConfig { image_size: a.size, ..EpisodeConfig::default() },
+            episode: EpisodeConfig { image_size: a.size, ssaa: a.ssaa, ..EpisodeConfig::default() },
             episodes_per_shard: 100,
-            ssaa: 1,
         };
         let t2 = Instant::now();
         let meta = dataset::record(&cfg, || {})?;
@@ -376,10 +399,11 @@ fn bench(a: BenchArgs) -> anyhow::Result<()> {
         let bytes: u64 = std::fs::read_dir(&dir)?.filter_map(|e| e.ok()?.metadata().ok()).map(|m| m.len()).sum();
         let _ = std::fs::remove_dir_all(&dir);
         println!(
-            "record {} expert episodes at {}x{}: {:.2} s ({} frames, {:.1} MB) → 1000 episodes ≈ {:.0} s",
+            "record {} expert episodes at {}x{} (ssaa {}): {:.2} s ({} frames, {:.1} MB) → 1000 episodes ≈ {:.0} s",
             a.episodes,
             a.size,
             a.size,
+            a.ssaa,
             dt2,
             frames,
             bytes as f64 / 1e6,

@@ -17,7 +17,8 @@
 //! * `frame_episode`: int64 `(F,)` and `action_episode`: int64 `(A,)`, the
 //!   global episode index of each row.
 //!
-//! `meta.json` has `format`, `size`, `substeps`, `action_convention`, and
+//! `meta.json` has `format`, `size`, `ssaa`, `camera_*`, `substeps`,
+//! `chunk`, `execute`, `action_convention`, `shards`, and
 //! `episodes`: a list of `{episode, shard, frame_start, frame_count,
 //! action_start, action_count, task, split, seed, instruction, success,
 //! objects, target, reference}`, where the start fields index rows of the
@@ -60,7 +61,6 @@ pub struct RecordConfig {
     pub size: usize,
     pub episode: EpisodeConfig,
     pub episodes_per_shard: usize,
-    pub ssaa: usize,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -86,6 +86,12 @@ pub struct EpisodeMeta {
 pub struct DatasetMeta {
     pub format: String,
     pub size: usize,
+    /// Supersampling factor per axis used when rendering.
+    pub ssaa: usize,
+    /// Camera `eye` and `target` (m, base frame) and vertical field of view (degrees).
+    pub camera_eye: [f32; 3],
+    pub camera_target: [f32; 3],
+    pub camera_fov_y_deg: f32,
     pub substeps: usize,
     pub chunk: usize,
     pub execute: usize,
@@ -144,11 +150,21 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
 pub fn record(cfg: &RecordConfig, mut progress: impl FnMut()) -> anyhow::Result<DatasetMeta> {
     std::fs::create_dir_all(&cfg.out)
         .map_err(|e| anyhow::anyhow!("cannot create output directory {}: {e}", cfg.out.display()))?;
-    let mut renderer = Renderer::new(super::render::Camera::default(), cfg.ssaa);
+    // An existing dataset is incomplete from here on until the new meta.json lands.
+    let meta_path = cfg.out.join("meta.json");
+    if meta_path.exists() {
+        std::fs::remove_file(&meta_path).map_err(|e| anyhow::anyhow!("cannot replace {}: {e}", meta_path.display()))?;
+    }
+    let camera = super::render::Camera::default();
+    let mut renderer = Renderer::new(camera, cfg.episode.ssaa);
     let mut policy = ExpertPolicy { chunk: cfg.episode.chunk };
     let mut meta = DatasetMeta {
         format: FORMAT.into(),
         size: cfg.size,
+        ssaa: cfg.episode.ssaa.max(1),
+        camera_eye: [camera.eye.x, camera.eye.y, camera.eye.z],
+        camera_target: [camera.target.x, camera.target.y, camera.target.z],
+        camera_fov_y_deg: camera.fov_y_deg,
         substeps: cfg.episode.substeps,
         chunk: cfg.episode.chunk,
         execute: cfg.episode.execute,
@@ -201,7 +217,14 @@ pub fn record(cfg: &RecordConfig, mut progress: impl FnMut()) -> anyhow::Result<
             shard = Shard::default();
         }
     }
+    // Shards left over from an older, larger dataset in the same directory.
+    for entry in std::fs::read_dir(&cfg.out)?.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with("shard-") && name.ends_with(".safetensors") && !meta.shards.contains(&name) {
+            std::fs::remove_file(entry.path())?;
+        }
+    }
     let json = serde_json::to_vec_pretty(&meta)?;
-    write_atomic(&cfg.out.join("meta.json"), &json)?;
+    write_atomic(&meta_path, &json)?;
     Ok(meta)
 }

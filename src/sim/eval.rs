@@ -18,11 +18,13 @@ pub struct EpisodeConfig {
     pub substeps: usize,
     /// Side of the square observation image.
     pub image_size: usize,
+    /// Supersampling factor per axis for observations (and recorded frames).
+    pub ssaa: usize,
 }
 
 impl Default for EpisodeConfig {
     fn default() -> Self {
-        EpisodeConfig { chunk: 6, execute: 3, substeps: DEFAULT_SUBSTEPS, image_size: 64 }
+        EpisodeConfig { chunk: 6, execute: 3, substeps: DEFAULT_SUBSTEPS, image_size: 64, ssaa: render::DEFAULT_SSAA }
     }
 }
 
@@ -37,6 +39,7 @@ impl EpisodeConfig {
         );
         anyhow::ensure!((1..=64).contains(&self.substeps), "--substeps must be between 1 and 64");
         anyhow::ensure!((8..=1024).contains(&self.image_size), "--size must be between 8 and 1024");
+        anyhow::ensure!((1..=8).contains(&self.ssaa), "--ssaa must be between 1 and 8");
         Ok(())
     }
 }
@@ -68,15 +71,10 @@ pub fn run_episode(
     on_frame(world);
     let max = world.task.kind.max_steps();
     let mut actions = Vec::new();
+    let mut renderer = render::Renderer::new(render::Camera::default(), cfg.ssaa);
     'episode: while world.steps < max && !world.success() {
-        let obs = if policy.needs_image() {
-            world.observation(cfg.image_size)
-        } else {
-            let mut o = world.observation(0);
-            o.width = 0;
-            o.height = 0;
-            o
-        };
+        let size = if policy.needs_image() { cfg.image_size } else { 0 };
+        let obs = world.observation_with(&mut renderer, size);
         let chunk = policy.act(&obs)?;
         anyhow::ensure!(!chunk.is_empty(), "policy {} returned an empty action chunk", policy.name());
         for a in chunk.iter().take(cfg.execute) {
@@ -112,6 +110,8 @@ pub struct Cell {
     pub successes: usize,
     /// Percent.
     pub success_rate: f64,
+    /// Mean actions per successful episode (0 if none succeeded).
+    pub mean_success_steps: f64,
 }
 
 /// Everything `videovla sim eval` reports (also its `--json` output).
@@ -163,6 +163,8 @@ fn tabulate(outcomes: &[EpisodeOutcome], splits: &[Split]) -> Vec<Cell> {
                 .filter(|o| o.split == split && task.is_none_or(|t| o.task == t))
                 .collect();
             let successes = sel.iter().filter(|o| o.success).count();
+            let ok_steps: usize = sel.iter().filter(|o| o.success).map(|o| o.steps).sum();
+            let mean_steps = if successes == 0 { 0.0 } else { ok_steps as f64 / successes as f64 };
             let rate = if sel.is_empty() { 0.0 } else { 100.0 * successes as f64 / sel.len() as f64 };
             cells.push(Cell {
                 task: name.into(),
@@ -170,6 +172,7 @@ fn tabulate(outcomes: &[EpisodeOutcome], splits: &[Split]) -> Vec<Cell> {
                 episodes: sel.len(),
                 successes,
                 success_rate: (rate * 10.0).round() / 10.0,
+                mean_success_steps: (mean_steps * 10.0).round() / 10.0,
             });
         }
     }

@@ -23,7 +23,7 @@ const YAW_TOL: f32 = 0.02;
 pub fn expert_action(w: &World) -> Action {
     let g = &w.gripper;
     let t = &w.task;
-    let mut a = [-g.roll, -g.pitch, 0.0, 0.0, 0.0, 0.0, 1.0];
+    let mut a = [0.0 - g.roll, 0.0 - g.pitch, 0.0, 0.0, 0.0, 0.0, 1.0];
     if w.success() {
         // Done: hold a picked object, back off upwards after placing.
         if t.kind == TaskKind::Pick {

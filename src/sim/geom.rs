@@ -134,3 +134,37 @@ pub fn fnv1a(bytes: &[u8], mut h: u64) -> u64 {
 }
 /// The FNV-1a offset basis, the starting value for [`fnv1a`].
 pub const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::f32::consts::{FRAC_PI_2, PI};
+
+    #[test]
+    fn wrap_angle_maps_into_minus_pi_to_pi() {
+        assert!((wrap_angle(1.5 * PI) + FRAC_PI_2).abs() < 1e-6);
+        assert_eq!(wrap_angle(PI), PI);
+        assert!((wrap_angle(-PI) - PI).abs() < 1e-6);
+        assert!((wrap_angle(7.0 * PI + 0.1) - (-PI + 0.1)).abs() < 1e-5);
+    }
+
+    #[test]
+    fn rpy_matrix_is_rz_ry_rx() {
+        let (r, p, y) = (0.2f32, -0.3f32, 1.1f32);
+        let m = Mat3::from_rpy(r, p, y);
+        let v = V3::new(0.3, -0.5, 0.8);
+        // Apply Rx, then Ry, then Rz by hand.
+        let vx = V3::new(v.x, cos(r) * v.y - sin(r) * v.z, sin(r) * v.y + cos(r) * v.z);
+        let vy = V3::new(cos(p) * vx.x + sin(p) * vx.z, vx.y, -sin(p) * vx.x + cos(p) * vx.z);
+        let vz = V3::new(cos(y) * vy.x - sin(y) * vy.y, sin(y) * vy.x + cos(y) * vy.y, vy.z);
+        assert!((m.apply(v) - vz).norm() < 1e-6);
+        let (x, yy) = rot2(1.0, 0.0, FRAC_PI_2);
+        assert!(x.abs() < 1e-6 && (yy - 1.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn fnv1a_matches_the_reference_value() {
+        assert_eq!(fnv1a(b"a", FNV_OFFSET), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(fnv1a(b"", FNV_OFFSET), FNV_OFFSET);
+    }
+}

@@ -67,6 +67,36 @@
 //!   footprint. The collision geometry ignores the wrist tilt (|tilt| <=
 //!   0.3 rad), which only changes the rendering.
 //!
+//! # Objects
+//! Upright rigid bodies resting on the table or on each other (sizes in m):
+//! cube 0.066, bar 0.12 × 0.048 × 0.048, cylinder ⌀0.062 × 0.085,
+//! ball ⌀0.072, cone ⌀0.08 × 0.08; in 8 colours.
+//!
+//! # Tasks and splits
+//! `pick` ("pick up the red cube"), `stack` ("put the red cube on the blue
+//! bar") and `place` ("put the red cube next to the blue bar"), each with
+//! four phrasings; 5 shapes × 8 colours; the `novel` split's target is one of
+//! 8 held-out colour/shape combinations. See [`tasks`].
+//!
+//! # Library use
+//! ```
+//! use videovla::sim::{make_policy, Split, TaskKind, World};
+//! let mut world = World::reset(TaskKind::Stack, Split::Train, 7);
+//! let image = world.render(64, 64); // 64*64*3 RGB bytes
+//! assert_eq!(image.len(), 64 * 64 * 3);
+//! let mut policy = make_policy("expert", 6, 7).unwrap();
+//! while !world.success() && world.steps < 60 {
+//!     let chunk = policy.act(&world.observation(64)).unwrap();
+//!     for a in chunk.iter().take(3) {
+//!         world.step(a).unwrap();
+//!     }
+//! }
+//! assert!(world.success(), "{}", world.instruction());
+//! assert!(world.step(&[0.0; 6]).is_err()); // wrong length: rejected
+//! ```
+//! [`eval::run_episode`] runs this loop with frame callbacks; the CLI is
+//! `videovla sim record|eval|show|bench`.
+//!
 //! # Determinism
 //! Every random choice comes from a ChaCha8 RNG seeded from `(split, seed)`;
 //! transcendental functions come from `libm`; no hash-map iteration or

@@ -21,7 +21,7 @@ impl Default for Camera {
     /// Third-person view facing the robot from across the table, slightly to
     /// its left, looking down at about 45°: the workspace fills the frame.
     fn default() -> Self {
-        Camera { eye: V3::new(0.50, 0.08, 0.58), target: V3::new(0.0, 0.0, 0.05), fov_y_deg: 40.0 }
+        Camera { eye: V3::new(0.50, 0.08, 0.60), target: V3::new(-0.02, 0.0, 0.08), fov_y_deg: 42.0 }
     }
 }
 
@@ -141,14 +141,20 @@ pub fn shape_mesh(shape: Shape) -> &'static Mesh {
     &meshes[i]
 }
 
+/// Default supersampling factor per axis: anti-aliased edges let sub-pixel
+/// motion show at 64×64. Observations and recorded frames both use it.
+pub const DEFAULT_SSAA: usize = 2;
+
 /// Reusable render buffers.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Renderer {
     pub camera: Camera,
     /// Supersampling factor per axis (1 = none).
     pub ssaa: usize,
     depth: Vec<f32>,
     color: Vec<u8>,
+    ground: Vec<Ground>,
+    ground_key: Option<(usize, usize, [V3; 2], f32)>,
 }
 
 struct View {
@@ -253,9 +259,15 @@ fn height_falloff(z: f32) -> f32 {
     (1.0 - z / 0.35).clamp(0.25, 1.0)
 }
 
+impl Default for Renderer {
+    fn default() -> Renderer {
+        Renderer::new(Camera::default(), DEFAULT_SSAA)
+    }
+}
+
 impl Renderer {
     pub fn new(camera: Camera, ssaa: usize) -> Renderer {
-        Renderer { camera, ssaa, ..Renderer::default() }
+        Renderer { camera, ssaa, depth: Vec::new(), color: Vec::new(), ground: Vec::new(), ground_key: None }
     }
 
     /// Render `world` into `out` as `width*height*3` RGB bytes (row-major, top row first).
@@ -267,31 +279,39 @@ impl Renderer {
         self.color.clear();
         self.color.resize(w * h * 3, 0);
         let view = View::new(&self.camera, w, h);
+        let key = (w, h, [self.camera.eye, self.camera.target], self.camera.fov_y_deg);
+        if self.ground_key != Some(key) {
+            self.ground = ground_map(&view, w, h);
+            self.ground_key = Some(key);
+        }
         let mut t = Target { w, h, depth: &mut self.depth, color: &mut self.color };
         for o in &world.objects {
             t.mesh(&view, shape_mesh(o.shape), &Mat3::yaw(o.yaw), o.pos, o.color.rgb());
         }
         draw_gripper(&mut t, &view, world);
-        shade_background(&mut t, &view, world);
+        shade_background(&mut t, &view, &self.ground, world);
         out.clear();
         if k == 1 {
             out.extend_from_slice(&self.color);
             return;
         }
+        // Box filter: average each k×k block (integer arithmetic, round half up).
         out.reserve(width * height * 3);
         let n = (k * k) as u32;
+        let mut acc = vec![0u32; width * 3];
         for y in 0..height {
-            for x in 0..width {
-                for ch in 0..3 {
-                    let mut s = 0u32;
-                    for dy in 0..k {
-                        for dx in 0..k {
-                            s += self.color[((y * k + dy) * w + x * k + dx) * 3 + ch] as u32;
-                        }
+            acc.fill(0);
+            for dy in 0..k {
+                let row = &self.color[(y * k + dy) * w * 3..(y * k + dy + 1) * w * 3];
+                for (a, block) in acc.chunks_exact_mut(3).zip(row.chunks_exact(k * 3)) {
+                    for px in block.chunks_exact(3) {
+                        a[0] += px[0] as u32;
+                        a[1] += px[1] as u32;
+                        a[2] += px[2] as u32;
                     }
-                    out.push(((s + n / 2) / n) as u8);
                 }
             }
+            out.extend(acc.iter().map(|&s| ((s + n / 2) / n) as u8));
         }
     }
 }
@@ -319,8 +339,43 @@ fn draw_gripper(t: &mut Target, v: &View, world: &World) {
     t.mesh(v, &wrist, &rot, g.pos, WRIST_RGB);
 }
 
+/// What the camera ray through a pixel hits when no geometry is in the way.
+#[derive(Clone, Copy, Debug)]
+enum Ground {
+    Floor,
+    TableEdge,
+    /// Table top at base-frame (x, y).
+    Table(f32, f32),
+}
+
+fn ground_map(v: &View, w: usize, h: usize) -> Vec<Ground> {
+    let mut out = Vec::with_capacity(w * h);
+    for y in 0..h {
+        for x in 0..w {
+            let sx = (x as f32 + 0.5 - v.cx) / v.focal;
+            let sy = (v.cy - (y as f32 + 0.5)) / v.focal;
+            let dir = v.fwd + v.right * sx + v.up * sy;
+            let g = if dir.z < 0.0 {
+                let s = -v.eye.z / dir.z;
+                let (px, py) = (v.eye.x + dir.x * s, v.eye.y + dir.y * s);
+                if px.abs() > TABLE_HALF || py.abs() > TABLE_HALF {
+                    Ground::Floor
+                } else if px.abs() > TABLE_HALF - 0.008 || py.abs() > TABLE_HALF - 0.008 {
+                    Ground::TableEdge
+                } else {
+                    Ground::Table(px, py)
+                }
+            } else {
+                Ground::Floor
+            };
+            out.push(g);
+        }
+    }
+    out
+}
+
 /// Fill pixels no geometry covered: the table (with contact shadows) or the floor.
-fn shade_background(t: &mut Target, v: &View, world: &World) {
+fn shade_background(t: &mut Target, v: &View, ground: &[Ground], world: &World) {
     let g = &world.gripper;
     let mut casters: Vec<(f32, f32, f32, Caster)> = Vec::with_capacity(world.objects.len() + 1);
     for o in &world.objects {
@@ -332,45 +387,85 @@ fn shade_background(t: &mut Target, v: &View, world: &World) {
     let lit = quantize(TABLE_RGB, AMBIENT + DIFFUSE * v.light.z);
     let edge = quantize(TABLE_EDGE_RGB, AMBIENT + DIFFUSE * v.light.z);
     let floor = quantize(FLOOR_RGB, 1.0);
-    for y in 0..t.h {
-        for x in 0..t.w {
-            let idx = y * t.w + x;
-            if t.depth[idx] > 0.0 {
-                continue;
-            }
-            let sx = (x as f32 + 0.5 - v.cx) / v.focal;
-            let sy = (v.cy - (y as f32 + 0.5)) / v.focal;
-            let dir = v.fwd + v.right * sx + v.up * sy;
-            let rgb = if dir.z < 0.0 {
-                let s = -v.eye.z / dir.z;
-                let (px, py) = (v.eye.x + dir.x * s, v.eye.y + dir.y * s);
-                if px.abs() > TABLE_HALF || py.abs() > TABLE_HALF {
-                    floor
-                } else if px.abs() > TABLE_HALF - 0.008 || py.abs() > TABLE_HALF - 0.008 {
-                    edge
-                } else {
-                    let mut dark = 0.0f32;
-                    for (cx, cy, r, c) in &casters {
-                        let (dx, dy) = (px - cx, py - cy);
-                        if dx * dx + dy * dy > r * r {
-                            continue;
-                        }
-                        let d = match c {
-                            Caster::Object(o, d) => o.footprint_hits(px, py, 0.006).then_some(*d),
-                            Caster::Disc(d) => Some(*d),
-                        };
-                        dark = dark.max(d.unwrap_or(0.0));
-                    }
-                    if dark > 0.0 {
-                        quantize(TABLE_RGB, (AMBIENT + DIFFUSE * v.light.z) * (1.0 - dark))
-                    } else {
-                        lit
-                    }
-                }
-            } else {
-                floor
-            };
-            t.color[idx * 3..idx * 3 + 3].copy_from_slice(&rgb);
+    for (idx, gr) in ground.iter().enumerate() {
+        if t.depth[idx] > 0.0 {
+            continue;
         }
+        let rgb = match *gr {
+            Ground::Floor => floor,
+            Ground::TableEdge => edge,
+            Ground::Table(px, py) => {
+                let mut dark = 0.0f32;
+                for (cx, cy, r, c) in &casters {
+                    let (dx, dy) = (px - cx, py - cy);
+                    if dx * dx + dy * dy > r * r {
+                        continue;
+                    }
+                    let d = match c {
+                        Caster::Object(o, d) => o.footprint_hits(px, py, 0.006).then_some(*d),
+                        Caster::Disc(d) => Some(*d),
+                    };
+                    dark = dark.max(d.unwrap_or(0.0));
+                }
+                if dark > 0.0 {
+                    quantize(TABLE_RGB, (AMBIENT + DIFFUSE * v.light.z) * (1.0 - dark))
+                } else {
+                    lit
+                }
+            }
+        };
+        t.color[idx * 3..idx * 3 + 3].copy_from_slice(&rgb);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::{Split, TaskKind};
+
+    #[test]
+    fn meshes_are_closed_enough_and_face_outwards() {
+        assert_eq!(shape_mesh(Shape::Cube).tris.len(), 12);
+        for s in Shape::ALL {
+            let m = shape_mesh(s);
+            let centre = V3::new(0.0, 0.0, s.height() * 0.4);
+            for (t, n) in m.tris.iter().zip(&m.normals) {
+                let c = (t[0] + t[1] + t[2]) * (1.0 / 3.0);
+                assert!(n.dot(c - centre) > 0.0, "{s:?} has an inward face");
+                for v in t {
+                    assert!(v.z >= -1e-6 && v.z <= s.height() + 1e-6, "{s:?} vertex outside its height");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn renders_any_resolution_and_supersamples() {
+        let w = World::reset(TaskKind::Pick, Split::Train, 5);
+        for (wd, ht) in [(80, 48), (64, 64), (17, 9)] {
+            let img = w.render(wd, ht);
+            assert_eq!(img.len(), wd * ht * 3);
+            assert!(img.chunks(3).any(|p| p != &img[0..3]), "{wd}x{ht} image is uniform");
+        }
+        let mut out = Vec::new();
+        Renderer::new(Camera::default(), 2).render_into(&w, 64, 64, &mut out);
+        assert_eq!(out.len(), 64 * 64 * 3);
+        let mut plain = Vec::new();
+        Renderer::new(Camera::default(), 1).render_into(&w, 64, 64, &mut plain);
+        assert!(out != plain, "supersampled edges differ");
+    }
+
+    #[test]
+    fn shadow_rim_is_visible_and_fades_with_height() {
+        let w = World::reset(TaskKind::Pick, Split::Train, 5);
+        let o = &w.objects[0];
+        let g = ground_map(&View::new(&Camera::default(), 64, 64), 64, 64);
+        // A table pixel right next to the object's footprint.
+        let near = g.iter().position(|gr| match *gr {
+            Ground::Table(x, y) => o.footprint_hits(x, y, 0.004) && !o.footprint_hits(x, y, 0.0),
+            _ => false,
+        });
+        assert!(near.is_some(), "the object's shadow rim is visible");
+        assert!(height_falloff(0.0) > height_falloff(0.2));
     }
 }

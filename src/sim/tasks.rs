@@ -147,8 +147,77 @@ fn pick<T: Copy>(rng: &mut ChaCha8Rng, xs: &[T]) -> T {
     xs[rng.random_range(0..xs.len())]
 }
 
+/// A task asked for by name (`pick`) or by a sentence naming its objects
+/// ("put the red cube on the blue bar").
+#[derive(Clone, Debug, PartialEq)]
+pub struct TaskRequest {
+    pub kind: TaskKind,
+    /// The object to move, if the sentence names it.
+    pub target: Option<(Shape, Color)>,
+    /// The reference object (stack/place), if the sentence names it.
+    pub reference: Option<(Shape, Color)>,
+    /// The sentence, used verbatim as the instruction.
+    pub instruction: Option<String>,
+}
+
+impl std::str::FromStr for TaskRequest {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> anyhow::Result<TaskRequest> {
+        if let Ok(kind) = s.parse::<TaskKind>() {
+            return Ok(TaskRequest { kind, target: None, reference: None, instruction: None });
+        }
+        let text = s.trim().to_ascii_lowercase();
+        let words: Vec<&str> = text.split(|c: char| !c.is_ascii_alphabetic()).filter(|w| !w.is_empty()).collect();
+        let mut mentions = Vec::new();
+        for pair in words.windows(2) {
+            let color = Color::ALL.into_iter().find(|c| c.name() == pair[0]);
+            let shape = Shape::ALL.into_iter().find(|s| s.nouns().contains(&pair[1]));
+            if let (Some(c), Some(sh)) = (color, shape) {
+                mentions.push((sh, c));
+            }
+        }
+        let has = |w: &str| words.contains(&w);
+        let help = || {
+            let colors: Vec<&str> = Color::ALL.iter().map(|c| c.name()).collect();
+            let nouns: Vec<&str> = Shape::ALL.iter().flat_map(|s| s.nouns().iter().copied()).collect();
+            format!(
+                "unknown task {s:?}; valid tasks: pick, stack, place, or a sentence such as \
+                 \"pick up the red cube\", \"put the red cube on the blue bar\", \
+                 \"put the red cube next to the blue ball\" (colours: {}; shapes: {})",
+                colors.join(", "),
+                nouns.join(", ")
+            )
+        };
+        let kind = match mentions.len() {
+            1 => TaskKind::Pick,
+            2 if has("next") || has("beside") || has("near") || has("by") => TaskKind::Place,
+            2 if has("on") || has("onto") => TaskKind::Stack,
+            _ => anyhow::bail!(help()),
+        };
+        let target = mentions[0];
+        let reference = mentions.get(1).copied();
+        if let Some(r) = reference {
+            anyhow::ensure!(r != target, "{s:?} names the same object twice; name two different objects");
+            anyhow::ensure!(
+                kind != TaskKind::Stack || r.0.flat_top(),
+                "nothing can be stacked on a {} (round tops support nothing); use a cube, bar or cylinder",
+                r.0.name()
+            );
+        }
+        Ok(TaskRequest { kind, target: Some(target), reference, instruction: Some(s.trim().to_string()) })
+    }
+}
+
 /// Draw a scene for `kind` on `split` with `seed`.
 pub fn sample_scene(kind: TaskKind, split: Split, seed: u64) -> Scene {
+    let request = TaskRequest { kind, target: None, reference: None, instruction: None };
+    sample_scene_for(&request, split, seed)
+}
+
+/// Draw a scene for `request` on `split` with `seed`; objects the request names
+/// are placed in the scene (the split then only affects the distractors).
+pub fn sample_scene_for(request: &TaskRequest, split: Split, seed: u64) -> Scene {
+    let kind = request.kind;
     let mut rng = rng_for(split, seed);
     let combos: Vec<(Shape, Color)> = Shape::ALL
         .iter()
@@ -161,7 +230,11 @@ pub fn sample_scene(kind: TaskKind, split: Split, seed: u64) -> Scene {
         // Target first (index 0 before shuffling), then the reference, then distractors.
         let mut kinds: Vec<(Shape, Color)> = Vec::with_capacity(n);
         let target_pool = if split == Split::Novel { &novel } else { &in_domain };
-        kinds.push(pick(&mut rng, target_pool));
+        let drawn = pick(&mut rng, target_pool);
+        kinds.push(request.target.unwrap_or(drawn));
+        if let Some(r) = request.reference {
+            kinds.push(r);
+        }
         while kinds.len() < n {
             let c = pick(&mut rng, &in_domain);
             let needs_flat = kinds.len() == 1 && kind == TaskKind::Stack;
@@ -196,6 +269,9 @@ pub fn sample_scene(kind: TaskKind, split: Split, seed: u64) -> Scene {
         let mut instruction = phrase.replace("{x}", &describe(&mut rng, &objects[target]));
         if let Some(r) = reference {
             instruction = instruction.replace("{y}", &describe(&mut rng, &objects[r]));
+        }
+        if let Some(text) = &request.instruction {
+            instruction = text.clone();
         }
         let ee_pos = V3::new(
             rng.random_range(-0.05..=0.05f32),
@@ -279,4 +355,35 @@ pub fn place_spot(objects: &[Object], target: usize, reference: usize) -> Option
         }
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_novel_shape_per_colour_and_every_shape_is_novel_somewhere() {
+        for c in Color::ALL {
+            assert_eq!(Shape::ALL.iter().filter(|&&s| is_novel(s, c)).count(), 1, "{c:?}");
+        }
+        for s in Shape::ALL {
+            assert!(Color::ALL.iter().any(|&c| is_novel(s, c)), "{s:?}");
+        }
+    }
+
+    #[test]
+    fn stack_references_have_flat_tops_and_place_tasks_have_a_free_spot() {
+        for seed in 0..200 {
+            let s = sample_scene(TaskKind::Stack, Split::Train, seed);
+            assert!(s.objects[s.task.reference.unwrap()].shape.flat_top());
+            let p = sample_scene(TaskKind::Place, Split::Novel, seed);
+            assert!(place_spot(&p.objects, p.task.target, p.task.reference.unwrap()).is_some());
+            assert!(!success_of(&p), "place tasks do not start solved");
+        }
+    }
+
+    fn success_of(s: &Scene) -> bool {
+        let w = World::from_parts(s.objects.clone(), s.ee_pos, s.ee_yaw, s.task.clone());
+        success(&w)
+    }
 }

@@ -57,17 +57,17 @@ impl Shape {
     /// Box half extents (x, y) in the object frame, or `None` for round shapes.
     pub fn box_half(self) -> Option<(f32, f32)> {
         match self {
-            Shape::Cube => Some((0.0275, 0.0275)),
-            Shape::Bar => Some((0.05, 0.02)),
+            Shape::Cube => Some((0.033, 0.033)),
+            Shape::Bar => Some((0.06, 0.024)),
             _ => None,
         }
     }
     /// Radius of round shapes at their widest (m).
     pub fn radius(self) -> f32 {
         match self {
-            Shape::Cylinder => 0.026,
-            Shape::Ball => 0.03,
-            Shape::Cone => 0.034,
+            Shape::Cylinder => 0.031,
+            Shape::Ball => 0.036,
+            Shape::Cone => 0.04,
             Shape::Cube | Shape::Bar => {
                 let (a, b) = self.box_half().unwrap_or((0.0, 0.0));
                 (a * a + b * b).sqrt()
@@ -76,11 +76,11 @@ impl Shape {
     }
     pub fn height(self) -> f32 {
         match self {
-            Shape::Cube => 0.055,
-            Shape::Bar => 0.04,
-            Shape::Cylinder => 0.075,
-            Shape::Ball => 0.06,
-            Shape::Cone => 0.07,
+            Shape::Cube => 0.066,
+            Shape::Bar => 0.048,
+            Shape::Cylinder => 0.085,
+            Shape::Ball => 0.072,
+            Shape::Cone => 0.08,
         }
     }
     /// Collision radius used between objects (circumscribed circle).
@@ -292,7 +292,15 @@ pub struct World {
 impl World {
     /// A new scene for `task` drawn from `split` with `seed`.
     pub fn reset(task: TaskKind, split: Split, seed: u64) -> World {
-        let scene = tasks::sample_scene(task, split, seed);
+        Self::reset_from(tasks::sample_scene(task, split, seed), split, seed)
+    }
+
+    /// A new scene for a task given by name or sentence (see [`tasks::TaskRequest`]).
+    pub fn reset_request(request: &tasks::TaskRequest, split: Split, seed: u64) -> World {
+        Self::reset_from(tasks::sample_scene_for(request, split, seed), split, seed)
+    }
+
+    fn reset_from(scene: tasks::Scene, split: Split, seed: u64) -> World {
         World {
             objects: scene.objects,
             gripper: Gripper::new(scene.ee_pos, scene.ee_yaw),
@@ -330,7 +338,8 @@ impl World {
         EePose([g.pos.x, g.pos.y, g.pos.z, g.roll, g.pitch, g.yaw, g.opening / MAX_OPENING])
     }
 
-    /// Render the camera view: `width*height*3` RGB bytes, row-major, top row first.
+    /// Render the default camera view (supersampled by `render::DEFAULT_SSAA`):
+    /// `width*height*3` RGB bytes, row-major, top row first.
     pub fn render(&self, width: usize, height: usize) -> Vec<u8> {
         let mut out = Vec::new();
         render::Renderer::default().render_into(self, width, height, &mut out);
@@ -339,8 +348,15 @@ impl World {
 
     /// The observation a policy sees (image at `size`×`size`).
     pub fn observation(&self, size: usize) -> Observation {
+        self.observation_with(&mut render::Renderer::default(), size)
+    }
+
+    /// The observation a policy sees, rendered with `renderer`.
+    pub fn observation_with(&self, renderer: &mut render::Renderer, size: usize) -> Observation {
+        let mut image = Vec::new();
+        renderer.render_into(self, size, size, &mut image);
         Observation {
-            image: self.render(size, size),
+            image,
             width: size,
             height: size,
             instruction: self.instruction().to_string(),
@@ -504,6 +520,10 @@ impl World {
                 return;
             }
         }
+        // Already overlapping (an object slid against the fingers): rising is always allowed.
+        if pos.z > cur.z && self.gripper_collides(cur, cur_yaw) {
+            self.set_gripper_pose(V3::new(cur.x, cur.y, pos.z), cur_yaw);
+        }
     }
 
     fn set_gripper_pose(&mut self, pos: V3, yaw: f32) {
@@ -664,7 +684,13 @@ impl World {
 
     fn update_falling(&mut self, dt: f32) {
         for i in 0..self.objects.len() {
-            let Support::Falling { target_z, onto, vz } = self.objects[i].support else { continue };
+            let Support::Falling { mut target_z, mut onto, vz } = self.objects[i].support else { continue };
+            // The object it was falling onto has been picked up meanwhile: fall further.
+            if onto.is_some_and(|j| matches!(self.objects[j].support, Support::Held | Support::Falling { .. })) {
+                let (p, below) = self.landing(i);
+                (self.objects[i].pos.x, self.objects[i].pos.y) = (p.x, p.y);
+                (target_z, onto) = (p.z, below);
+            }
             let vz = vz + GRAVITY * dt;
             let z0 = self.objects[i].pos.z;
             let z1 = (z0 - vz * dt).max(target_z);
@@ -699,5 +725,39 @@ impl World {
             }
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cube(yaw: f32) -> Object {
+        Object { shape: Shape::Cube, color: Color::Red, pos: V3::new(0.0, 0.0, 0.0), yaw, support: Support::Table }
+    }
+
+    #[test]
+    fn grasp_width_depends_on_relative_yaw() {
+        let half = Shape::Cube.box_half().unwrap().0;
+        let (ex, ey) = cube(0.0).half_extents_in(0.0, 0.0, 0.06);
+        assert!((ex - half).abs() < 1e-6 && (ey - half).abs() < 1e-6);
+        let (_, ey) = cube(std::f32::consts::FRAC_PI_4).half_extents_in(0.0, 0.0, 0.06);
+        assert!((ey - half * std::f32::consts::SQRT_2).abs() < 1e-5);
+        let cone = Object { shape: Shape::Cone, ..cube(0.0) };
+        let (low, _) = cone.half_extents_in(0.0, 0.0, 0.06);
+        let (high, _) = cone.half_extents_in(0.0, 0.04, 0.1);
+        assert!(low > high, "a cone is widest at its base");
+    }
+
+    #[test]
+    fn footprint_and_support_tests_use_the_exact_shape() {
+        let c = cube(0.0);
+        let half = Shape::Cube.box_half().unwrap().0;
+        assert!(c.supports_point(half - 1e-3, half - 1e-3));
+        assert!(!c.supports_point(half + 1e-3, 0.0));
+        // Diagonal: inside the circumscribed circle but outside the square.
+        assert!(!c.footprint_hits(half + 0.004, half + 0.004, 0.004));
+        let ball = Object { shape: Shape::Ball, ..cube(0.0) };
+        assert!(!ball.supports_point(0.0, 0.0), "round tops support nothing");
     }
 }
