@@ -1,0 +1,144 @@
+"""Stage 1.5: encode training windows once with the trained VAE, so stage 2 never runs the VAE.
+
+For each window (episode, k) — 49 frames k*8 ..= (k+6)*8 and actions k..k+5 (data.py) — stores:
+* `video_mean`, `video_logvar` (N, C, 13, h, w) float16: the VAE posterior of the whole 49-frame
+  window (SAT encode, whole clip at once);
+* `image_mean`, `image_logvar` (N, C, 1, h, w) float16: the posterior of the first frame after the
+  released first-frame pixel noise, x + sigma * N(0, 1) with sigma = exp(N(-3, 0.5)) (one draw per
+  window, recorded in `image_sigma`);
+* `actions` (N, 6, 7) float32 raw actions, `episode`, `k` int64; instructions in meta.json.
+Stage 2 samples the posteriors (mean + std * eps) at every use, as the released loss does.
+
+Windows: --per-episode random windows per episode (all windows if 0), shards of --shard-size,
+resumable (finished shards are kept), progress lines. meta.json also records the latent std and
+the scaling factor 1/std used by stage 2 and written into the exported VAE config.
+
+    python training/cache_latents.py --data data/sim-train --vae runs/vae --out data/latents
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from common import set_threads  # noqa: E402
+from data import SimDataset, action_statistics, to_pixels  # noqa: E402
+from videovla_ref.vae import CogVideoXVAE  # noqa: E402
+
+
+def load_vae(run_dir: str) -> tuple[CogVideoXVAE, dict]:
+    with open(os.path.join(run_dir, "config.json")) as f:
+        cfg = json.load(f)["vae"]
+    vae = CogVideoXVAE.from_config(cfg)
+    vae.load_state_dict(torch.load(os.path.join(run_dir, "vae.pt"), map_location="cpu"))
+    vae.eval()
+    return vae, cfg
+
+
+def first_frame_noise(x0: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Released conditioning noise: sigma = exp(N(-3, 0.5)) per sample, x + sigma * N(0, 1)."""
+    B = x0.shape[0]
+    sigma = torch.exp(torch.randn(B, generator=gen) * 0.5 - 3.0)
+    noisy = x0 + sigma.view(B, 1, 1, 1, 1) * torch.randn(x0.shape, generator=gen)
+    return noisy, sigma
+
+
+@torch.no_grad()
+def encode_windows(vae: CogVideoXVAE, frames_u8: np.ndarray, gen: torch.Generator) -> dict:
+    x = to_pixels(frames_u8)  # (B,3,49,H,W)
+    vm, vl = vae.encode(x)
+    img, sigma = first_frame_noise(x[:, :, :1], gen)
+    im, il = vae.encode(img)
+    return {"video_mean": vm.half(), "video_logvar": vl.half(), "image_mean": im.half(),
+            "image_logvar": il.half(), "image_sigma": sigma}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", default="data/sim-train")
+    ap.add_argument("--vae", default="runs/vae")
+    ap.add_argument("--out", default="data/latents")
+    ap.add_argument("--per-episode", type=int, default=4)
+    ap.add_argument("--max-windows", type=int, default=0)
+    ap.add_argument("--shard-size", type=int, default=1024)
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--minutes", type=float, default=0,
+                    help="stop after the shard that crosses this wall time (meta.json lists the finished shards)")
+    a = ap.parse_args()
+    set_threads(a.threads)
+    os.makedirs(a.out, exist_ok=True)
+    vae, vcfg = load_vae(a.vae)
+    ds = SimDataset(a.data)
+    rng = np.random.default_rng(a.seed)
+    wins = []
+    for e, ep in enumerate(ds.episodes):
+        ks = np.arange(ep["action_count"])
+        if a.per_episode and len(ks) > a.per_episode:
+            ks = np.sort(rng.choice(ks, a.per_episode, replace=False))
+        wins += [(e, int(k)) for k in ks]
+    order = rng.permutation(len(wins))  # shards hold a random mix of episodes
+    wins = [wins[i] for i in order]
+    if a.max_windows:
+        wins = wins[: a.max_windows]
+    n_shards = (len(wins) + a.shard_size - 1) // a.shard_size
+    print(f"cache: {len(wins)} windows from {len(ds)} episodes -> {n_shards} shards in {a.out}", flush=True)
+    t0 = time.time()
+    done = 0
+    shards = []
+    for si in range(n_shards):
+        if a.minutes and time.time() - t0 > a.minutes * 60:
+            print(f"time budget reached: {len(shards)} of {n_shards} shards", flush=True)
+            break
+        name = f"latents-{si:05d}.safetensors"
+        shards.append(name)
+        path = os.path.join(a.out, name)
+        chunk = wins[si * a.shard_size: (si + 1) * a.shard_size]
+        if os.path.exists(path):
+            done += len(chunk)
+            continue
+        gen = torch.Generator().manual_seed(a.seed * 100003 + si)
+        parts: dict[str, list] = {}
+        for b in range(0, len(chunk), a.batch):
+            ws = chunk[b: b + a.batch]
+            items = [ds.window(e, k) for e, k in ws]
+            enc = encode_windows(vae, np.stack([it["frames"] for it in items]), gen)
+            enc["actions"] = torch.from_numpy(np.stack([it["actions"] for it in items]))
+            enc["episode"] = torch.tensor([e for e, _ in ws], dtype=torch.long)
+            enc["k"] = torch.tensor([k for _, k in ws], dtype=torch.long)
+            for key, v in enc.items():
+                parts.setdefault(key, []).append(v)
+            done += len(ws)
+            el = time.time() - t0
+            print(f"[cache] {done}/{len(wins)} windows | {el / 60:.1f} min, "
+                  f"{done / max(el, 1e-9):.1f} win/s", flush=True)
+        save_file({k: torch.cat(v).contiguous() for k, v in parts.items()}, path + ".tmp")
+        os.replace(path + ".tmp", path)
+    # latent statistics -> scaling factor (SD-style 1/std of the posterior means)
+    first = load_file(os.path.join(a.out, shards[0]))
+    std = float(first["video_mean"].float().std())
+    meta = {"format": "videovla-latents-v1", "data": os.path.abspath(a.data), "vae": os.path.abspath(a.vae),
+            "vae_config": vcfg, "shards": shards, "windows": min(len(wins), len(shards) * a.shard_size),
+            "instructions": [ep["instruction"] for ep in ds.episodes],
+            "tasks": [ep["task"] for ep in ds.episodes],
+            "action_stats": action_statistics(ds.all_actions()),
+            "latent_std": std, "scaling_factor": round(1.0 / std, 4),
+            "minutes": (time.time() - t0) / 60}
+    with open(os.path.join(a.out, "meta.json"), "w") as f:
+        json.dump(meta, f)
+    print(f"cache done: {meta['windows']} windows, latent std {std:.4f} -> scaling factor {meta['scaling_factor']}",
+          flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Train the embedded tiny VideoVLA from scratch and export it to models/tiny-sim.
+#
+#   training/train.sh              # starts in the background; follow with: tail -f runs/train.log
+#   training/train.sh --foreground # same, in this terminal
+#
+# Stages (each resumable; a finished stage is skipped when its output exists):
+#   1. record    videovla sim record: data/sim-train (3000 expert episodes), data/sim-val (100, seeds 900000+)
+#   2. vae       training/train_vae.py   -> runs/vae        (VAE_MIN minutes)
+#   3. cache     training/cache_latents.py -> data/latents, data/latents-val
+#   4. dit       training/train_dit.py   -> runs/dit        (DIT_MIN minutes)
+#   5. export    training/export.py      -> models/tiny-sim (+ dataset_statistics.json), guidance chosen on held-out windows
+#   6. fixture   training/tiny_sim_fixture.py -> tests/fixtures/tiny_sim_pipeline.*
+#   7. ablation  (ABLATION=1) the same DiT budget with --video-loss-weight 0 -> runs/dit-action-only,
+#                exported to runs/ablation-action-only/model
+# Environment: VAE_MIN (20), DIT_MIN (50), DIT_STEPS (LR schedule length, 4000), EPISODES (3000),
+# PER_EPISODE (windows cached per episode, 3), CACHE_MIN (15), ABLATION (0), PY (venv python), BIN.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mkdir -p runs data
+if [ "${1:-}" != "--foreground" ]; then
+  nohup "$0" --foreground > runs/train.log 2>&1 &
+  echo "training started in the background (pid $!); follow with: tail -f runs/train.log"
+  exit 0
+fi
+
+PY="${PY:-$HOME/.cache/videovla/venv/bin/python}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/videovla/target}"
+BIN="${BIN:-$CARGO_TARGET_DIR/release/videovla}"
+VAE_MIN="${VAE_MIN:-20}"; DIT_MIN="${DIT_MIN:-50}"; DIT_STEPS="${DIT_STEPS:-4000}"
+EPISODES="${EPISODES:-3000}"; PER_EPISODE="${PER_EPISODE:-3}"; CACHE_MIN="${CACHE_MIN:-15}"
+export OMP_WAIT_POLICY=PASSIVE   # shared 2-core machine: do not spin-wait
+T0=$(date +%s)
+stage() { echo "== $(date -u +%H:%M:%S) [$(( ($(date +%s) - T0) / 60 )) min] $*"; }
+
+stage "0 build"
+[ -x "$BIN" ] || cargo build --release
+"$BIN" sim record --help > /dev/null
+
+stage "1 record"
+[ -f data/sim-train/meta.json ] || "$BIN" sim record --episodes "$EPISODES" --seed 0 --out data/sim-train --overwrite
+[ -f data/sim-val/meta.json ] || "$BIN" sim record --episodes 100 --seed 900000 --out data/sim-val --overwrite
+
+stage "2 vae"
+[ -f runs/vae/done ] || { "$PY" training/train_vae.py --data data/sim-train --val data/sim-val --out runs/vae \
+    --steps 1200 --minutes "$VAE_MIN" --batch 8 --frames 9 --eval-every 200 && touch runs/vae/done; }
+
+stage "3 cache"
+[ -f data/latents/meta.json ] || "$PY" training/cache_latents.py --data data/sim-train --vae runs/vae \
+    --out data/latents --per-episode "$PER_EPISODE" --shard-size 512 --batch 16 --minutes "$CACHE_MIN"
+[ -f data/latents-val/meta.json ] || "$PY" training/cache_latents.py --data data/sim-val --vae runs/vae \
+    --out data/latents-val --per-episode 2 --shard-size 512 --batch 16 --seed 1
+
+stage "4 dit"
+[ -f runs/dit/done ] || { "$PY" training/train_dit.py --latents data/latents --val-latents data/latents-val \
+    --out runs/dit --steps "$DIT_STEPS" --minutes "$DIT_MIN" --batch 32 && touch runs/dit/done; }
+
+stage "5 export"
+"$PY" training/export.py --vae runs/vae --dit runs/dit --val-latents data/latents-val --out models/tiny-sim
+
+stage "6 fixture"
+"$PY" training/tiny_sim_fixture.py --model models/tiny-sim --out tests/fixtures --data data/sim-val
+
+if [ "${ABLATION:-0}" = "1" ]; then
+  stage "7 ablation (action-only, same budget)"
+  [ -f runs/dit-action-only/done ] || { "$PY" training/train_dit.py --latents data/latents \
+      --val-latents data/latents-val --out runs/dit-action-only --steps "$DIT_STEPS" --minutes "$DIT_MIN" \
+      --batch 32 --video-loss-weight 0 && touch runs/dit-action-only/done; }
+  "$PY" training/export.py --vae runs/vae --dit runs/dit-action-only --val-latents data/latents-val \
+      --out runs/ablation-action-only/model --name "tiny-sim action-only ablation (no video loss)"
+fi
+stage "done"

@@ -1,0 +1,301 @@
+"""Stage 2: joint video + action denoising of the tiny VideoVLA, exactly the released loss
+(videovla-spec.md §6, `VideoDiffusionLoss_withact`), on latents cached by cache_latents.py.
+
+Per sample: idx ~ U{0..999}; s = sigmas_1000[idx] (zero-SNR table, `sampling.denoiser_sigmas`);
+x0 = scale * (mean + std * eps) (posterior SAMPLED); x_t = s x0 + sqrt(1-s^2) eps_v and
+a_t = s a0 + sqrt(1-s^2) eps_a (own noises, ONE shared timestep); the denoiser
+(`sampling.Denoiser`: c_skip = s, c_out = -sqrt(1-s^2), DiT time input = idx) gives x0_hat, a0_hat;
+loss = w_v * mean((x0_hat - x0)^2 / (1-s^2)) + w_a * mean((a0_hat - a0)^2 / (1-s^2)) with
+w_v = w_a = 1 (`--video-loss-weight 0` = the paper's action-only ablation, same budget).
+Conditioning: T5 embedding of the instruction zeroed with p = 0.1 (per sample), image latent
+(posterior sample of the noisy first frame, × scale) zeroed with p = 0.05, in frame 0 of the
+channel-concat (`sampling.image_concat`). The tiny T5 encoder is trained jointly from scratch.
+Actions are normalised (arm dims to [-1, 1] with q01/q99, gripper 0/1; data.normalize_actions).
+
+Checkpoint + resume (runs/dit/ckpt.pt), EMA of the weights (exported), progress lines and
+log.jsonl, held-out action error of DDIM-10 sampling with the EMA weights at every eval.
+
+    python training/train_dit.py --latents data/latents --val-latents data/latents-val --out runs/dit \
+        --steps 4000 --minutes 50
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+from safetensors.torch import load_file
+from torch import nn
+from transformers import T5EncoderModel
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import tinysim  # noqa: E402
+from common import Progress, cosine_lr, load_ckpt, save_ckpt, set_threads  # noqa: E402
+from data import normalize_actions  # noqa: E402
+from videovla_ref.dit import VideoVLADiT  # noqa: E402
+from videovla_ref.modeldir import tokenize, word_level_tokenizer  # noqa: E402
+from videovla_ref.sampling import Denoiser, Guidance, denoiser_sigmas, image_concat, sample  # noqa: E402
+
+P_TEXT_DROP = 0.1
+P_IMAGE_DROP = 0.05
+
+
+# ------------------------------------------------------------------------------------------------
+# data
+
+
+class LatentCache:
+    """All cached windows in memory (float16 posteriors), token ids per window."""
+
+    def __init__(self, root: str, tokenizer, text_len: int, stats: dict | None = None):
+        with open(os.path.join(root, "meta.json")) as f:
+            self.meta = json.load(f)
+        parts: dict[str, list] = {}
+        for s in self.meta["shards"]:
+            for k, v in load_file(os.path.join(root, s)).items():
+                parts.setdefault(k, []).append(v)
+        self.t = {k: torch.cat(v) for k, v in parts.items()}
+        self.stats = stats if stats is not None else self.meta["action_stats"]
+        self.actions = torch.from_numpy(normalize_actions(self.t["actions"].numpy(), self.stats))
+        instr = self.meta["instructions"]
+        ids_per_ep = {}
+        for e in self.t["episode"].tolist():
+            if e not in ids_per_ep:
+                ids_per_ep[e] = tokenize(tokenizer, instr[e], text_len)
+        self.ids = torch.tensor([ids_per_ep[e] for e in self.t["episode"].tolist()], dtype=torch.long)
+        self.instructions = [instr[e] for e in self.t["episode"].tolist()]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def batch(self, idx: torch.Tensor) -> dict:
+        return {"video_mean": self.t["video_mean"][idx].float(), "video_logvar": self.t["video_logvar"][idx].float(),
+                "image_mean": self.t["image_mean"][idx].float(), "image_logvar": self.t["image_logvar"][idx].float(),
+                "actions": self.actions[idx], "ids": self.ids[idx]}
+
+
+def build_tokenizer(instructions: list[str]):
+    words = set(tinysim.SIM_WORDS)
+    for s in instructions:
+        words.update(s.lower().split())
+    return word_level_tokenizer(sorted(words))
+
+
+# ------------------------------------------------------------------------------------------------
+# model
+
+
+def init_dit_(dit: VideoVLADiT, seed: int) -> VideoVLADiT:
+    """DiT-style init: xavier linears/convs, zero biases, adaLN-zero (modulations and the final
+    projections start at 0, so every block starts as the identity and v_hat = 0), small tables."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, m in dit.named_modules():
+            if isinstance(m, (nn.Linear, nn.Conv2d)):
+                w = m.weight
+                fan_in = w[0].numel()
+                fan_out = w.shape[0] * (w[0].numel() // (w.shape[1] if w.ndim > 1 else 1))
+                bound = math.sqrt(6.0 / (fan_in + fan_out))
+                w.copy_((torch.rand(w.shape, generator=g) * 2 - 1) * bound)
+                if m.bias is not None:
+                    m.bias.zero_()
+        ada = dit.mixins["adaln_layer"]
+        for seq in ada.adaLN_modulations:
+            seq[-1].weight.zero_()
+            seq[-1].bias.zero_()
+        fl = dit.mixins["final_layer"]
+        for lin in (fl.linear, fl.action_linear, fl.adaLN_modulation[-1], fl.action_adaLN_modulation[-1]):
+            lin.weight.zero_()
+            lin.bias.zero_()
+        pos = dit.mixins["pos_embed"]
+        for p in (pos.pos_embedding, pos.action_pos_embedding, pos.action_robotid_embedding.weight,
+                  dit.transformer.position_embeddings.weight):
+            p.copy_(torch.randn(p.shape, generator=g) * 0.02)
+        for lin in (dit.time_embed[0], dit.time_embed[2]):
+            lin.weight.copy_(torch.randn(lin.weight.shape, generator=g) * 0.02)
+    return dit
+
+
+class TinyVideoVLA(nn.Module):
+    def __init__(self, vocab_size: int, latent_channels: int, seed: int = 0):
+        super().__init__()
+        torch.manual_seed(seed)
+        self.t5 = T5EncoderModel(tinysim.t5_config(vocab_size, **tinysim.PRESET["t5"]))
+        d = tinysim.PRESET["t5"]["d_model"]
+        self.dit = init_dit_(VideoVLADiT(tinysim.dit_config(latent_channels=latent_channels, text_hidden=d,
+                                                            **tinysim.PRESET["dit"])), seed + 1)
+
+    def text(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.t5(input_ids=ids).last_hidden_state  # no attention mask (released convention)
+
+
+# ------------------------------------------------------------------------------------------------
+# loss
+
+
+def diffusion_loss(model: TinyVideoVLA, b: dict, scale: float, sigmas: torch.Tensor, gen: torch.Generator,
+                   video_weight: float = 1.0, action_weight: float = 1.0, robot_id: int = tinysim.ROBOT_ID):
+    vm, vl = b["video_mean"], b["video_logvar"]
+    B = vm.shape[0]
+    rnd = lambda shape: torch.randn(shape, generator=gen)  # noqa: E731
+    # posterior samples (B,C,T,h,w) -> (B,T,C,h,w), x scaling factor
+    x0 = ((vm + torch.exp(0.5 * vl) * rnd(vm.shape)) * scale).permute(0, 2, 1, 3, 4)
+    im, il = b["image_mean"], b["image_logvar"]
+    img = ((im + torch.exp(0.5 * il) * rnd(im.shape)) * scale).permute(0, 2, 1, 3, 4)  # (B,1,C,h,w)
+    keep_img = (torch.rand(B, generator=gen) >= P_IMAGE_DROP).float().view(B, 1, 1, 1, 1)
+    concat = image_concat(img * keep_img, x0.shape[1])
+    text = model.text(b["ids"])
+    keep_txt = (torch.rand(B, generator=gen) >= P_TEXT_DROP).float().view(B, 1, 1)
+    text = text * keep_txt
+    a0 = b["actions"]
+    idx = torch.randint(0, len(sigmas), (B,), generator=gen)
+    s = sigmas[idx]
+    c = (1 - s**2).sqrt()
+    xt = s.view(B, 1, 1, 1, 1) * x0 + c.view(B, 1, 1, 1, 1) * rnd(x0.shape)
+    at = s.view(B, 1, 1) * a0 + c.view(B, 1, 1) * rnd(a0.shape)
+    x0_hat, a0_hat = Denoiser(model.dit)(xt, concat, at, s, idx, text, torch.full((B,), robot_id, dtype=torch.long))
+    w = 1.0 / (1 - s**2)
+    lv = ((x0_hat - x0) ** 2).mean(dim=(1, 2, 3, 4)) * w
+    la = ((a0_hat - a0) ** 2).mean(dim=(1, 2)) * w
+    loss = video_weight * lv.mean() + action_weight * la.mean()
+    return loss, {"video": float(lv.mean().detach()), "action": float(la.mean().detach())}
+
+
+@torch.no_grad()
+def eval_actions(model: TinyVideoVLA, cache: LatentCache, scale: float, n: int = 64, steps: int = 10,
+                 guidance: float = 3.0, seed: int = 0, bs: int = 32) -> dict:
+    """DDIM sampling from the posterior mean of the (clean) first frame; error of the normalised actions
+    against the expert's: MSE over the arm dims, gripper accuracy."""
+    g = torch.Generator().manual_seed(seed)
+    n = min(n, len(cache))
+    errs, grip = [], []
+    model.eval()
+    for i in range(0, n, bs):
+        idx = torch.arange(i, min(n, i + bs))
+        b = cache.batch(idx)
+        B = len(idx)
+        img = (b["image_mean"] * scale).permute(0, 2, 1, 3, 4)
+        text = model.text(b["ids"])
+        C, T, h, w = b["video_mean"].shape[1:]
+        x = torch.randn(B, T, C, h, w, generator=g)
+        a = torch.randn(B, 6, 7, generator=g)
+        gd = Guidance(scale=guidance, exp=5) if guidance > 0 else None
+        r = sample(model.dit, text, img, x, a, torch.zeros(B, dtype=torch.long), steps, "ddim", guidance=gd)
+        errs.append(((r.action[..., :6] - b["actions"][..., :6]) ** 2).mean(dim=(1, 2)))
+        grip.append(((r.action[..., 6] > 0.5).float() == b["actions"][..., 6]).float().mean(dim=1))
+    model.train()
+    return {"arm_mse": float(torch.cat(errs).mean()), "grip_acc": float(torch.cat(grip).mean())}
+
+
+# ------------------------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
+    for pe, pm in zip(ema.parameters(), model.parameters()):
+        pe.lerp_(pm, 1 - decay)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--latents", default="data/latents")
+    ap.add_argument("--val-latents", default="data/latents-val")
+    ap.add_argument("--out", default="runs/dit")
+    ap.add_argument("--steps", type=int, default=4000, help="LR schedule length (cosine)")
+    ap.add_argument("--minutes", type=float, default=0, help="stop (and save) after this wall time; 0 = none")
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--lr", type=float, default=5e-4)
+    ap.add_argument("--ema", type=float, default=0.999)
+    ap.add_argument("--video-loss-weight", type=float, default=1.0)
+    ap.add_argument("--action-loss-weight", type=float, default=1.0)
+    ap.add_argument("--eval-every", type=int, default=500)
+    ap.add_argument("--ckpt-every", type=int, default=200)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=0)
+    a = ap.parse_args()
+    set_threads(a.threads)
+    os.makedirs(a.out, exist_ok=True)
+    with open(os.path.join(a.latents, "meta.json")) as f:
+        meta = json.load(f)
+    tok = build_tokenizer(meta["instructions"])
+    tok.save(os.path.join(a.out, "tokenizer.json"))
+    scale = float(meta["scaling_factor"])
+    cache = LatentCache(a.latents, tok, tinysim.TEXT_LEN)
+    val = LatentCache(a.val_latents, tok, tinysim.TEXT_LEN, stats=cache.stats) if os.path.exists(
+        os.path.join(a.val_latents, "meta.json")) else None
+    C = cache.t["video_mean"].shape[1]
+    model = TinyVideoVLA(tok.get_vocab_size(), C, seed=a.seed)
+    ema = copy.deepcopy(model).requires_grad_(False)
+    opt = torch.optim.AdamW(model.parameters(), lr=a.lr, betas=(0.9, 0.99), weight_decay=0.01)
+    step = 0
+    ckpt_path = os.path.join(a.out, "ckpt.pt")
+    ck = load_ckpt(ckpt_path)
+    if ck is not None:
+        model.load_state_dict(ck["model"])
+        ema.load_state_dict(ck["ema"])
+        opt.load_state_dict(ck["opt"])
+        step = ck["step"]
+        print(f"resumed from {ckpt_path} at step {step}", flush=True)
+    info = {"args": vars(a), "scaling_factor": scale, "vae_config": meta["vae_config"],
+            "action_stats": cache.stats, "dit": model.dit.cfg.to_dict(), "windows": len(cache),
+            "params": {"dit": sum(p.numel() for p in model.dit.parameters()),
+                       "t5": sum(p.numel() for p in model.t5.parameters())}}
+    with open(os.path.join(a.out, "config.json"), "w") as f:
+        json.dump(info, f, indent=1)
+    print(f"dit: {len(cache)} windows, params {info['params']}, scale {scale}", flush=True)
+    sigmas = denoiser_sigmas()
+    gen = torch.Generator().manual_seed(a.seed * 7919 + step)
+    prog = Progress(a.out, a.steps, step, "dit" if a.video_loss_weight else "dit-action-only")
+    t0 = time.time()
+    model.train()
+    sums = {"loss": 0.0, "video": 0.0, "action": 0.0}
+    nsum = 0
+
+    def save():
+        save_ckpt(ckpt_path, {"model": model.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
+                              "step": step, "vocab": tok.get_vocab_size()})
+
+    while step < a.steps:
+        idx = torch.randint(0, len(cache), (a.batch,), generator=gen)
+        for g in opt.param_groups:
+            g["lr"] = cosine_lr(step, a.steps, a.lr, warmup=100)
+        loss, parts = diffusion_loss(model, cache.batch(idx), scale, sigmas, gen, a.video_loss_weight,
+                                     a.action_loss_weight)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        gn = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        ema_update(ema, model, min(a.ema, (1 + step) / (10 + step)))
+        step += 1
+        sums["loss"] += float(loss.detach())
+        sums["video"] += parts["video"]
+        sums["action"] += parts["action"]
+        nsum += 1
+        out_of_time = a.minutes and (time.time() - t0) > a.minutes * 60
+        if step % 25 == 0 or step == a.steps or out_of_time:
+            prog.log(step - 1, **{k: v / nsum for k, v in sums.items()}, grad_norm=float(gn),
+                     lr=opt.param_groups[0]["lr"])
+            sums = {k: 0.0 for k in sums}
+            nsum = 0
+        if step % a.ckpt_every == 0 or step == a.steps or out_of_time:
+            save()
+        if val is not None and (step % a.eval_every == 0 or step == a.steps or out_of_time):
+            r = eval_actions(ema, val, scale)
+            prog.log(step - 1, val_arm_mse=r["arm_mse"], val_grip_acc=r["grip_acc"])
+        if out_of_time:
+            print(f"time budget reached at step {step}", flush=True)
+            break
+    save()
+    print(f"done: step {step} in {(time.time() - t0) / 60:.1f} min", flush=True)
+
+
+if __name__ == "__main__":
+    main()
