@@ -509,14 +509,23 @@ fn eval_report_json_parses_back() {
 }
 
 #[test]
-fn model_policy_paths_report_that_they_are_not_wired_yet() {
+fn model_folders_run_as_policies_through_the_pipeline() {
+    // A folder without a model is a clear error; a real model folder runs closed loop.
     let dir = std::env::temp_dir();
-    let err = make_policy(dir.to_str().unwrap(), 6, 0).err().unwrap().to_string();
-    assert!(err.contains("model policies are not wired yet"), "{err}");
+    let err = format!("{:#}", make_policy(dir.to_str().unwrap(), 6, 0).err().unwrap());
+    assert!(err.contains("config.json"), "{err}");
     let err = make_policy("/no/such/model", 6, 0).err().unwrap().to_string();
     assert!(err.contains("expert") && err.contains("random"), "{err}");
     assert_eq!(make_policy("expert", 6, 0).unwrap().name(), "expert");
     assert_eq!(make_policy("random", 6, 0).unwrap().name(), "random");
+    let model = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tiny_model");
+    let mut policy = make_policy(model, 6, 0).unwrap();
+    assert!(policy.name().starts_with("model:"));
+    let mut world = World::reset(TaskKind::Pick, Split::Train, 1_000_123);
+    let cfg = EpisodeConfig::default();
+    let outcome = run_episode(&mut world, policy.as_mut(), &cfg, |_| {}).unwrap();
+    assert!(outcome.steps > 0 && outcome.actions.iter().all(|a| a.iter().all(|v| v.is_finite())));
+    assert!(outcome.actions.iter().all(|a| a[6] == 0.0 || a[6] == 1.0), "gripper is binarised");
 }
 
 #[test]
