@@ -71,7 +71,14 @@ mod vae_fixture {
 #[test]
 fn vae_encode_clip_and_image_match_reference() {
     let fx = vae_fixture::load();
-    let vae = fx.model();
+    // Through the file loader (config json + memory-mapped safetensors with the io.* extras).
+    let vae = videovla::model::vae::AutoencoderKLCogVideoX::load(
+        &fixture_path("vae_tiny.json"),
+        &[fixture_path("vae_tiny.safetensors")],
+        DType::F32,
+        &Device::Cpu,
+    )
+    .unwrap();
     let (mean, logvar) = vae.encode(fx.io("video")).unwrap();
     let e_mean = rel_err(&mean, fx.io("posterior_mean"));
     let e_logvar = rel_err(&logvar, fx.io("posterior_logvar"));

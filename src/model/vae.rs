@@ -712,6 +712,23 @@ impl AutoencoderKLCogVideoX {
         })
     }
 
+    /// Load a diffusers-layout VAE: `config` is its config.json (or a json holding it under
+    /// `"config"`), `weights` one or more safetensors files (memory-mapped).
+    pub fn load(
+        config: &std::path::Path,
+        weights: &[std::path::PathBuf],
+        dtype: candle_core::DType,
+        device: &candle_core::Device,
+    ) -> anyhow::Result<Self> {
+        use anyhow::Context;
+        let text = std::fs::read_to_string(config).with_context(|| format!("reading VAE config {}", config.display()))?;
+        let cfg = VaeConfig::from_json_str(&text).with_context(|| format!("parsing VAE config {}", config.display()))?;
+        // SAFETY: the files are memory-mapped read-only; they must not change while loaded.
+        let vb = unsafe { VarBuilder::from_mmaped_safetensors(weights, dtype, device) }
+            .with_context(|| format!("opening VAE weights {weights:?}"))?;
+        Self::new(&cfg, vb).with_context(|| format!("loading VAE weights {weights:?}"))
+    }
+
     pub fn config(&self) -> &VaeConfig {
         &self.cfg
     }
