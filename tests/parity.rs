@@ -155,6 +155,24 @@ fn vae_f64_tensor_op_path_matches_reference() {
     assert!(e_m <= 1e-4 && e_l <= 1e-4 && e_d <= 1e-4);
 }
 
+/// A batch of two gives the same as two batches of one (encode and chunked decode).
+#[test]
+fn vae_batch_of_two_equals_singles() {
+    let fx = vae_fixture::load();
+    let vae = fx.model();
+    let z1 = fx.io("z");
+    let z2 = (z1.flip(&[3]).unwrap() * 0.5).unwrap();
+    let both = vae.decode(&Tensor::cat(&[z1, &z2], 0).unwrap()).unwrap();
+    let e1 = rel_err(&both.narrow(0, 0, 1).unwrap(), &vae.decode(z1).unwrap());
+    let e2 = rel_err(&both.narrow(0, 1, 1).unwrap(), &vae.decode(&z2).unwrap());
+    let x1 = fx.io("video");
+    let x2 = x1.flip(&[4]).unwrap();
+    let (m, _) = vae.encode(&Tensor::cat(&[x1, &x2], 0).unwrap()).unwrap();
+    let e3 = rel_err(&m.narrow(0, 1, 1).unwrap(), &vae.encode(&x2).unwrap().0);
+    println!("vae batch of two vs singles: decode {e1:.1e} / {e2:.1e}, encode {e3:.1e}");
+    assert!(e1 < 1e-5 && e2 < 1e-5 && e3 < 1e-5);
+}
+
 #[test]
 fn vae_missing_or_misshaped_weight_is_a_named_error() {
     let fx = vae_fixture::load();
