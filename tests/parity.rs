@@ -155,6 +155,21 @@ fn vae_f64_tensor_op_path_matches_reference() {
     assert!(e_m <= 1e-4 && e_l <= 1e-4 && e_d <= 1e-4);
 }
 
+/// bf16 weights and activations (the official code's precision) stay close to the f32
+/// reference: a smoke test of the half-precision paths (GroupNorm statistics in f32).
+#[test]
+fn vae_bf16_close_to_reference() {
+    let fx = vae_fixture::load();
+    let vb = VarBuilder::from_tensors(fx.weights(), DType::BF16, &Device::Cpu);
+    let vae = videovla::model::vae::AutoencoderKLCogVideoX::new(&fx.cfg, vb).unwrap();
+    let bf16_of = |name: &str| fx.io(name).to_dtype(DType::BF16).unwrap();
+    let (mean, _) = vae.encode(&bf16_of("video")).unwrap();
+    let dec = vae.decode(&bf16_of("z")).unwrap();
+    let (e_m, e_d) = (rel_err(&mean, fx.io("posterior_mean")), rel_err(&dec, fx.io("decoded")));
+    println!("vae bf16: rel err mean {e_m:.3e}, decoded {e_d:.3e}");
+    assert!(e_m < 5e-2 && e_d < 5e-2);
+}
+
 /// A batch of two gives the same as two batches of one (encode and chunked decode).
 #[test]
 fn vae_batch_of_two_equals_singles() {
