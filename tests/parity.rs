@@ -136,21 +136,27 @@ fn vae_decode_chunked_matches_reference() {
     assert!(e_whole > 1e-4, "unchunked decode should not match the chunked reference ({e_whole})");
 }
 
+/// Encode the clip and decode `io.z` with weights and inputs in `dtype`; relative errors of
+/// (posterior mean, posterior logvar, decoded) against the f32 reference.
+fn vae_errors_in(dtype: DType) -> (f64, f64, f64) {
+    let fx = vae_fixture::load();
+    let vb = VarBuilder::from_tensors(fx.weights(), dtype, &Device::Cpu);
+    let vae = videovla::model::vae::AutoencoderKLCogVideoX::new(&fx.cfg, vb).unwrap();
+    let input = |name: &str| fx.io(name).to_dtype(dtype).unwrap();
+    let (mean, logvar) = vae.encode(&input("video")).unwrap();
+    let dec = vae.decode(&input("z")).unwrap();
+    (
+        rel_err(&mean, fx.io("posterior_mean")),
+        rel_err(&logvar, fx.io("posterior_logvar")),
+        rel_err(&dec, fx.io("decoded")),
+    )
+}
+
 /// f64 takes the tensor-op GroupNorm/spatial-norm path (the fused CPU kernel is f32-only),
 /// i.e. what other devices and dtypes run.
 #[test]
 fn vae_f64_tensor_op_path_matches_reference() {
-    let fx = vae_fixture::load();
-    let vb = VarBuilder::from_tensors(fx.weights(), DType::F64, &Device::Cpu);
-    let vae = videovla::model::vae::AutoencoderKLCogVideoX::new(&fx.cfg, vb).unwrap();
-    let f64_of = |name: &str| fx.io(name).to_dtype(DType::F64).unwrap();
-    let (mean, logvar) = vae.encode(&f64_of("video")).unwrap();
-    let dec = vae.decode(&f64_of("z")).unwrap();
-    let (e_m, e_l, e_d) = (
-        rel_err(&mean, fx.io("posterior_mean")),
-        rel_err(&logvar, fx.io("posterior_logvar")),
-        rel_err(&dec, fx.io("decoded")),
-    );
+    let (e_m, e_l, e_d) = vae_errors_in(DType::F64);
     println!("vae f64 tensor-op path: rel err mean {e_m:.3e}, logvar {e_l:.3e}, decoded {e_d:.3e}");
     assert!(e_m <= 1e-4 && e_l <= 1e-4 && e_d <= 1e-4);
 }
@@ -159,14 +165,8 @@ fn vae_f64_tensor_op_path_matches_reference() {
 /// reference: a smoke test of the half-precision paths (GroupNorm statistics in f32).
 #[test]
 fn vae_bf16_close_to_reference() {
-    let fx = vae_fixture::load();
-    let vb = VarBuilder::from_tensors(fx.weights(), DType::BF16, &Device::Cpu);
-    let vae = videovla::model::vae::AutoencoderKLCogVideoX::new(&fx.cfg, vb).unwrap();
-    let bf16_of = |name: &str| fx.io(name).to_dtype(DType::BF16).unwrap();
-    let (mean, _) = vae.encode(&bf16_of("video")).unwrap();
-    let dec = vae.decode(&bf16_of("z")).unwrap();
-    let (e_m, e_d) = (rel_err(&mean, fx.io("posterior_mean")), rel_err(&dec, fx.io("decoded")));
-    println!("vae bf16: rel err mean {e_m:.3e}, decoded {e_d:.3e}");
+    let (e_m, e_l, e_d) = vae_errors_in(DType::BF16);
+    println!("vae bf16: rel err mean {e_m:.3e}, logvar {e_l:.3e}, decoded {e_d:.3e}");
     assert!(e_m < 5e-2 && e_d < 5e-2);
 }
 
