@@ -323,7 +323,14 @@ mod vae_parity {
     #[test]
     fn vae_encode_clip_and_image_match_reference() {
         let fx = vae_fixture::load();
-        let vae = fx.model();
+        // Through the file loader (config json + memory-mapped safetensors with the io.* extras).
+        let vae = videovla::model::vae::AutoencoderKLCogVideoX::load(
+            &fixture_path("vae_tiny.json"),
+            &[fixture_path("vae_tiny.safetensors")],
+            DType::F32,
+            &Device::Cpu,
+        )
+        .unwrap();
         let (mean, logvar) = vae.encode(fx.io("video")).unwrap();
         let e_mean = rel_err(&mean, fx.io("posterior_mean"));
         let e_logvar = rel_err(&logvar, fx.io("posterior_logvar"));
@@ -381,23 +388,56 @@ mod vae_parity {
         assert!(e_whole > 1e-4, "unchunked decode should not match the chunked reference ({e_whole})");
     }
 
+    /// Encode the clip and decode `io.z` with weights and inputs in `dtype`; relative errors of
+    /// (posterior mean, posterior logvar, decoded) against the f32 reference.
+    fn vae_errors_in(dtype: DType) -> (f64, f64, f64) {
+        let fx = vae_fixture::load();
+        let vb = VarBuilder::from_tensors(fx.weights(), dtype, &Device::Cpu);
+        let vae = videovla::model::vae::AutoencoderKLCogVideoX::new(&fx.cfg, vb).unwrap();
+        let input = |name: &str| fx.io(name).to_dtype(dtype).unwrap();
+        let (mean, logvar) = vae.encode(&input("video")).unwrap();
+        let dec = vae.decode(&input("z")).unwrap();
+        (
+            rel_err(&mean, fx.io("posterior_mean")),
+            rel_err(&logvar, fx.io("posterior_logvar")),
+            rel_err(&dec, fx.io("decoded")),
+        )
+    }
+
     /// f64 takes the tensor-op GroupNorm/spatial-norm path (the fused CPU kernel is f32-only),
     /// i.e. what other devices and dtypes run.
     #[test]
     fn vae_f64_tensor_op_path_matches_reference() {
-        let fx = vae_fixture::load();
-        let vb = VarBuilder::from_tensors(fx.weights(), DType::F64, &Device::Cpu);
-        let vae = videovla::model::vae::AutoencoderKLCogVideoX::new(&fx.cfg, vb).unwrap();
-        let f64_of = |name: &str| fx.io(name).to_dtype(DType::F64).unwrap();
-        let (mean, logvar) = vae.encode(&f64_of("video")).unwrap();
-        let dec = vae.decode(&f64_of("z")).unwrap();
-        let (e_m, e_l, e_d) = (
-            rel_err(&mean, fx.io("posterior_mean")),
-            rel_err(&logvar, fx.io("posterior_logvar")),
-            rel_err(&dec, fx.io("decoded")),
-        );
+        let (e_m, e_l, e_d) = vae_errors_in(DType::F64);
         println!("vae f64 tensor-op path: rel err mean {e_m:.3e}, logvar {e_l:.3e}, decoded {e_d:.3e}");
         assert!(e_m <= 1e-4 && e_l <= 1e-4 && e_d <= 1e-4);
+    }
+
+    /// bf16 weights and activations (the official code's precision) stay close to the f32
+    /// reference: a smoke test of the half-precision paths (GroupNorm statistics in f32).
+    #[test]
+    fn vae_bf16_close_to_reference() {
+        let (e_m, e_l, e_d) = vae_errors_in(DType::BF16);
+        println!("vae bf16: rel err mean {e_m:.3e}, logvar {e_l:.3e}, decoded {e_d:.3e}");
+        assert!(e_m < 5e-2 && e_d < 5e-2);
+    }
+
+    /// A batch of two gives the same as two batches of one (encode and chunked decode).
+    #[test]
+    fn vae_batch_of_two_equals_singles() {
+        let fx = vae_fixture::load();
+        let vae = fx.model();
+        let z1 = fx.io("z");
+        let z2 = (z1.flip(&[3]).unwrap() * 0.5).unwrap();
+        let both = vae.decode(&Tensor::cat(&[z1, &z2], 0).unwrap()).unwrap();
+        let e1 = rel_err(&both.narrow(0, 0, 1).unwrap(), &vae.decode(z1).unwrap());
+        let e2 = rel_err(&both.narrow(0, 1, 1).unwrap(), &vae.decode(&z2).unwrap());
+        let x1 = fx.io("video");
+        let x2 = x1.flip(&[4]).unwrap();
+        let (m, _) = vae.encode(&Tensor::cat(&[x1, &x2], 0).unwrap()).unwrap();
+        let e3 = rel_err(&m.narrow(0, 1, 1).unwrap(), &vae.encode(&x2).unwrap().0);
+        println!("vae batch of two vs singles: decode {e1:.1e} / {e2:.1e}, encode {e3:.1e}");
+        assert!(e1 < 1e-5 && e2 < 1e-5 && e3 < 1e-5);
     }
 
     #[test]

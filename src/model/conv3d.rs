@@ -16,15 +16,20 @@
 //!   by stacking narrowed views, batched matmul).
 //!
 //! Measured on the 2-core dev machine (`conv3d_algo_timings`, C=O=32, 9 output frames of
-//! 64×64): Auto ≈ 40 ms, PerTap ≈ 215 ms, Folded ≈ 265 ms, Im2col ≈ 260 ms — candle's own
-//! conv2d spends most of its time in its per-element im2col.
+//! 64×64, machine shared with other jobs so ±30 %): Auto 45–75 ms, PerTap 120–215 ms, Folded
+//! 160–265 ms, Im2col ≈ 260 ms; C=O=128, 11 frames: Auto 650–850 ms, Folded ≈ 1000 ms. candle's
+//! own conv2d spends most of its time in its per-element im2col, hence the hand-written one.
+//!
+//! Also here: [`CausalConv3d`] with its chunk-to-chunk [`ConvCache`], and the pointwise
+//! (1×1×1) convolution.
 
 use std::sync::OnceLock;
 
 use candle_core::{DType, Device, Module, Result, Storage, Tensor, WithDType};
 use candle_nn::VarBuilder;
 
-/// How a stride-1 3-D convolution is computed. All work on any device (tensor ops only).
+/// How a stride-1 3-D convolution is computed. All run on any device (`Auto` falls back to
+/// `Folded` off the CPU; the others are tensor ops only).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Conv3dAlgo {
     /// CPU: the im2col + one matmul of this module; other devices: `Folded`.

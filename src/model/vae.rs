@@ -104,15 +104,16 @@ impl candle_core::CustomOp2 for GnModSilu {
                         let mbi = if mb == 1 { 0 } else { bi };
                         let sbase = (mbi * c2 + ci) * mt;
                         let bbase = (mbi * c2 + c + ci) * mt;
-                        for ti in 0..t {
-                            for hi in 0..h {
-                                let srow = ((sbase + tmap[ti]) * mh + hmap[hi]) * mw;
-                                let brow = ((bbase + tmap[ti]) * mh + hmap[hi]) * mw;
+                        for (ti, &tm) in tmap.iter().enumerate() {
+                            for (hi, &hm) in hmap.iter().enumerate() {
+                                let srow = ((sbase + tm) * mh + hm) * mw;
+                                let brow = ((bbase + tm) * mh + hm) * mw;
                                 let o = (ti * h + hi) * w;
-                                for wi in 0..w {
-                                    let xn = (xch[o + wi] - mean) * rstd * aw + ab;
-                                    let v = xn * m[srow + wmap[wi]] + m[brow + wmap[wi]];
-                                    dch[o + wi] = v / (1.0 + (-v).exp());
+                                let (xr, dr) = (&xch[o..o + w], &mut dch[o..o + w]);
+                                for ((d, &xv), &wm) in dr.iter_mut().zip(xr).zip(wmap.iter()) {
+                                    let xn = (xv - mean) * rstd * aw + ab;
+                                    let v = xn * m[srow + wm] + m[brow + wm];
+                                    *d = v / (1.0 + (-v).exp());
                                 }
                             }
                         }
@@ -639,7 +640,7 @@ pub fn frame_chunks(n: usize, batch: usize) -> Vec<std::ops::Range<usize>> {
     }
     let batch = batch.max(1);
     if batch >= n {
-        return vec![0..n];
+        return std::iter::once(0..n).collect();
     }
     let num = (n / batch).max(1);
     let rem = n % batch;
@@ -710,6 +711,23 @@ impl AutoencoderKLCogVideoX {
             encode_frame_batch: usize::MAX,
             decode_frame_batch: 2,
         })
+    }
+
+    /// Load a diffusers-layout VAE: `config` is its config.json (or a json holding it under
+    /// `"config"`), `weights` one or more safetensors files (memory-mapped).
+    pub fn load(
+        config: &std::path::Path,
+        weights: &[std::path::PathBuf],
+        dtype: candle_core::DType,
+        device: &candle_core::Device,
+    ) -> anyhow::Result<Self> {
+        use anyhow::Context;
+        let text = std::fs::read_to_string(config).with_context(|| format!("reading VAE config {}", config.display()))?;
+        let cfg = VaeConfig::from_json_str(&text).with_context(|| format!("parsing VAE config {}", config.display()))?;
+        // SAFETY: the files are memory-mapped read-only; they must not change while loaded.
+        let vb = unsafe { VarBuilder::from_mmaped_safetensors(weights, dtype, device) }
+            .with_context(|| format!("opening VAE weights {weights:?}"))?;
+        Self::new(&cfg, vb).with_context(|| format!("loading VAE weights {weights:?}"))
     }
 
     pub fn config(&self) -> &VaeConfig {
