@@ -39,6 +39,37 @@ pub enum SimCommand {
     Show(ShowArgs),
     /// Measure step+render throughput and dataset recording speed (single thread).
     Bench(BenchArgs),
+    /// Imagination quality of a model: PSNR/SSIM of its imagined 49 frames against the frames
+    /// rendered when its predicted actions are executed.
+    #[command(after_help = CONVENTION)]
+    Imagine(ImagineArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ImagineArgs {
+    /// Model directory.
+    #[arg(long)]
+    pub policy: PathBuf,
+    /// Episodes per split (tasks cycle pick, stack, place).
+    #[arg(long, default_value_t = 30)]
+    pub episodes: usize,
+    /// train, novel or all.
+    #[arg(long, default_value = "all")]
+    pub split: String,
+    /// First episode seed (evaluation seeds start at 1000000).
+    #[arg(long, default_value_t = EVAL_SEED_START)]
+    pub seed: u64,
+    /// Re-planning points compared per episode.
+    #[arg(long, default_value_t = 2)]
+    pub plans: usize,
+    /// Also write the report as JSON here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Save "imagined | executed" GIFs of the first samples here.
+    #[arg(long)]
+    pub gif_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub looping: LoopArgs,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -168,6 +199,7 @@ pub fn run(args: SimArgs) -> anyhow::Result<()> {
         SimCommand::Eval(a) => eval_cmd(a),
         SimCommand::Show(a) => show(a),
         SimCommand::Bench(a) => bench(a),
+        SimCommand::Imagine(a) => imagine(a),
     }
 }
 
@@ -409,6 +441,60 @@ fn bench(a: BenchArgs) -> anyhow::Result<()> {
             bytes as f64 / 1e6,
             dt2 * 1000.0 / a.episodes as f64
         );
+    }
+    Ok(())
+}
+
+fn imagine(a: ImagineArgs) -> anyhow::Result<()> {
+    use crate::sim::imagine::evaluate_imagination;
+    use crate::sim::model_policy::ModelPolicy;
+    let splits = parse_splits(&a.split)?;
+    let cfg = a.looping.config()?;
+    anyhow::ensure!(a.episodes > 0 && a.plans > 0, "--episodes and --plans must be at least 1");
+    let mut policy = ModelPolicy::load(&a.policy, cfg.chunk, a.seed)?;
+    if let Some(d) = &a.gif_dir {
+        std::fs::create_dir_all(d).with_context(|| format!("cannot create {}", d.display()))?;
+    }
+    let mut reports = Vec::new();
+    let mut saved = 0;
+    for split in splits {
+        let pb = progress_bar(a.episodes * a.plans, &format!("imagining ({})", split.name()));
+        let r = evaluate_imagination(&mut policy, split, a.episodes, a.seed, a.plans, &cfg, |s, imagined, real| {
+            pb.inc(1);
+            if let (Some(d), true) = (&a.gif_dir, saved < 12) {
+                saved += 1;
+                let frames: Vec<image::RgbImage> = imagined
+                    .iter()
+                    .zip(real)
+                    .map(|(x, y)| {
+                        let mut f = image::RgbImage::new(x.width() * 2, x.height());
+                        image::imageops::replace(&mut f, x, 0, 0);
+                        image::imageops::replace(&mut f, y, x.width() as i64, 0);
+                        f
+                    })
+                    .collect();
+                let path = d.join(format!("{}-{:?}-{}-plan{}.gif", s.split.name(), s.task, s.seed, s.plan).to_lowercase());
+                if let Err(e) = crate::export::write_gif(&path, &frames, crate::export::FPS) {
+                    tracing::warn!("cannot write {}: {e:#}", path.display());
+                }
+            }
+        })?;
+        pb.finish_and_clear();
+        println!(
+            "imagination {}: {} clips, PSNR {:.2} dB, SSIM {:.3} (static-frame baseline: PSNR {:.2} dB, SSIM {:.3})",
+            split.name(),
+            r.samples.len(),
+            r.mean_psnr,
+            r.mean_ssim,
+            r.static_psnr,
+            r.static_ssim
+        );
+        reports.push((split.name().to_string(), r));
+    }
+    if let Some(path) = &a.json {
+        let json = serde_json::to_vec_pretty(&reports)?;
+        dataset::write_atomic(path, &json)?;
+        println!("wrote {}", path.display());
     }
     Ok(())
 }

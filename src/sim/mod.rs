@@ -107,6 +107,7 @@ pub mod dataset;
 pub mod eval;
 pub mod expert;
 pub mod geom;
+pub mod imagine;
 pub mod model_policy;
 pub mod policy;
 pub mod render;

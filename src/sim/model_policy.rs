@@ -41,6 +41,39 @@ impl ModelPolicy {
     }
 }
 
+impl ModelPolicy {
+    /// One prediction with the imagination decoded: (49 frames, the unnormalised chunk).
+    pub fn imagine(&mut self, obs: &Observation) -> anyhow::Result<(Vec<image::RgbImage>, Vec<Action>)> {
+        let decode = self.params.decode;
+        self.params.decode = true;
+        let chunk = self.predict_chunk(obs, self.model.config.dit.action_length);
+        self.params.decode = decode;
+        let (pred, chunk) = chunk?;
+        Ok((pred.samples.into_iter().next().map(|s| s.frames).unwrap_or_default(), chunk))
+    }
+
+    fn predict_chunk(&mut self, obs: &Observation, n: usize) -> anyhow::Result<(crate::model::pipeline::Prediction, Vec<Action>)> {
+        let img = image::RgbImage::from_raw(obs.width as u32, obs.height as u32, obs.image.clone())
+            .ok_or_else(|| anyhow::anyhow!("observation image has the wrong size"))?;
+        self.params.seed = self.base_seed.wrapping_mul(1_000_003).wrapping_add(self.calls);
+        self.calls += 1;
+        let pred = self.model.predict(&img, &obs.instruction, &self.params, &mut |_| {}, &CancelToken::new())?;
+        let mut out = Vec::with_capacity(n);
+        for a in pred.samples[0].actions.iter().take(n) {
+            let a = match &self.stats {
+                Some(s) => s.unnormalize(a, true)?,
+                None => a.clone(),
+            };
+            anyhow::ensure!(a.len() == 7, "the model outputs {}-D actions; the simulator needs 7", a.len());
+            let mut act = [0f32; 7];
+            act.copy_from_slice(&a);
+            act[6] = if act[6] > 0.5 { 1.0 } else { 0.0 };
+            out.push(act);
+        }
+        Ok((pred, out))
+    }
+}
+
 impl Policy for ModelPolicy {
     fn name(&self) -> String {
         format!("model:{}", self.model.config.name)
@@ -52,24 +85,7 @@ impl Policy for ModelPolicy {
     }
 
     fn act(&mut self, obs: &Observation) -> anyhow::Result<Vec<Action>> {
-        let img = image::RgbImage::from_raw(obs.width as u32, obs.height as u32, obs.image.clone())
-            .ok_or_else(|| anyhow::anyhow!("observation image has the wrong size"))?;
-        self.params.seed = self.base_seed.wrapping_mul(1_000_003).wrapping_add(self.calls);
-        self.calls += 1;
-        let pred = self.model.predict(&img, &obs.instruction, &self.params, &mut |_| {}, &CancelToken::new())?;
-        let raw = &pred.samples[0].actions;
-        let mut out = Vec::with_capacity(self.chunk);
-        for a in raw.iter().take(self.chunk) {
-            let a = match &self.stats {
-                Some(s) => s.unnormalize(a, true)?,
-                None => a.clone(),
-            };
-            anyhow::ensure!(a.len() == 7, "the model outputs {}-D actions; the simulator needs 7", a.len());
-            let mut act = [0f32; 7];
-            act.copy_from_slice(&a);
-            act[6] = if act[6] > 0.5 { 1.0 } else { 0.0 };
-            out.push(act);
-        }
-        Ok(out)
+        let chunk = self.chunk;
+        Ok(self.predict_chunk(obs, chunk)?.1)
     }
 }
