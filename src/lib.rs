@@ -7,7 +7,9 @@
 pub mod action;
 pub mod cli;
 pub mod compare;
+pub mod engine;
 pub mod export;
 pub mod model;
 pub mod sim;
+pub mod ui;
 pub mod util;

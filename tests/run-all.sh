@@ -17,6 +17,14 @@ if ! command -v ffprobe >/dev/null; then
   $SUDO apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q ffmpeg >/dev/null
 fi
 
+# The viewer's headless tests (wgpu on lavapipe) and its Xvfb smoke test (../shared/docs/gui-testing.md).
+GUI_PKGS="xvfb xauth mesa-vulkan-drivers libvulkan1 libgl1-mesa-dri libegl1 libegl-mesa0 libxkbcommon-x11-0 \
+  libwayland-client0 imagemagick libxcursor1 libxrandr2 libxi6 libx11-xcb1 xdotool"
+if ! command -v xvfb-run >/dev/null || ! command -v import >/dev/null || [ ! -e /usr/share/vulkan/icd.d/lvp_icd.x86_64.json ]; then
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends $GUI_PKGS >/dev/null
+fi
+
 echo "== python venv ($VENV)"
 if [ ! -x "$VENV/bin/python" ]; then
   python3 -m venv "$VENV"
@@ -34,6 +42,9 @@ if [ "$status" -ne 0 ]; then
   tail -60 "$CACHE/last-cargo-test.log"; echo "rust tests FAILED (full log: $CACHE/last-cargo-test.log)"
   exit "$status"
 fi
+
+echo "== viewer window smoke test (Xvfb)"
+tests/smoke-window.sh "$CARGO_TARGET_DIR/release/videovla" "$CACHE/smoke-window.png"
 
 echo "== python tests"
 "$VENV/bin/python" -m pytest training/tests -q -s

@@ -10,6 +10,7 @@
 
 pub mod stats;
 pub mod trajectory;
+pub mod view;
 
 pub use stats::ActionStats;
 pub use trajectory::{integrate, rpy_to_axis_angle, Pose, RotationRule};

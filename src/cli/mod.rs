@@ -5,6 +5,7 @@ use clap::{Parser, Subcommand};
 pub mod bench;
 pub mod predict;
 pub mod sim;
+pub mod viewer;
 
 #[derive(Parser, Debug)]
 #[command(name = "videovla", version, about = "Run VideoVLA and look at what it imagines")]
@@ -21,6 +22,8 @@ pub enum Command {
     Predict(predict::PredictArgs),
     /// Time one full predict stage by stage (optionally beside the PyTorch reference).
     Bench(bench::BenchArgs),
+    /// Open the desktop imagination viewer (also what `videovla` with no arguments does).
+    Viewer(viewer::ViewerArgs),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -28,9 +31,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Sim(args)) => sim::run(args),
         Some(Command::Bench(args)) => bench::run(args),
         Some(Command::Predict(args)) => predict::run(args),
-        None => {
-            println!("videovla: the viewer is not built yet; see `videovla --help`");
-            Ok(())
-        }
+        Some(Command::Viewer(args)) => viewer::run(args),
+        None => viewer::run(viewer::ViewerArgs::default()),
     }
 }

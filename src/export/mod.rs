@@ -10,6 +10,7 @@
 //! actions.json         raw actions; with statistics also unnormalised, axis-angle and the
 //!                      integrated end-effector poses
 //! actions.csv          the same, one row per action
+//! side_by_side.gif     (viewer, `side_by_side`) observation | imagination | trajectory
 //! ```
 //! With several samples, each sample's files go to `sample-00/`, `sample-01/`, ...; the
 //! prediction manifest and the observation stay at the top. Everything is written into a
@@ -25,6 +26,8 @@ use serde::Serialize;
 use crate::action::{integrate, rpy_to_axis_angle, ActionStats, Pose, RotationRule};
 use crate::model::pipeline::Prediction;
 
+pub mod side_by_side;
+
 /// Frames per second of VideoVLA's videos.
 pub const FPS: f32 = 8.0;
 
@@ -38,6 +41,8 @@ pub struct ExportOptions {
     pub stats: Option<ActionStats>,
     pub start_pose: Pose,
     pub rotation_rule: RotationRule,
+    /// Also write `side_by_side.gif` (observation | imagination | trajectory).
+    pub side_by_side: bool,
 }
 
 impl Default for ExportOptions {
@@ -50,6 +55,7 @@ impl Default for ExportOptions {
             stats: None,
             start_pose: Pose::default(),
             rotation_rule: RotationRule::default(),
+            side_by_side: false,
         }
     }
 }
@@ -230,8 +236,29 @@ pub fn write_mp4(path: &Path, frames: &[image::RgbImage], fps: f32) -> anyhow::R
     Ok(())
 }
 
-fn write_sample(dir: &Path, frames: &[image::RgbImage], actions: &[Vec<f32>], opts: &ExportOptions) -> anyhow::Result<()> {
+/// The end-effector poses of a chunk: unnormalised with the statistics when given (raw
+/// actions otherwise), integrated from the start pose with the rotation rule.
+pub fn trajectory(actions: &[Vec<f32>], opts: &ExportOptions) -> anyhow::Result<Vec<Pose>> {
+    let unnorm: Vec<Vec<f32>> = match &opts.stats {
+        Some(s) => actions.iter().map(|a| s.unnormalize(a, false)).collect::<anyhow::Result<_>>()?,
+        None => actions.to_vec(),
+    };
+    Ok(integrate(opts.start_pose, &unnorm, opts.rotation_rule))
+}
+
+fn write_sample(
+    dir: &Path,
+    observation: &image::RgbImage,
+    frames: &[image::RgbImage],
+    actions: &[Vec<f32>],
+    opts: &ExportOptions,
+) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir)?;
+    if opts.side_by_side && !frames.is_empty() {
+        let panel = frames[0].height().max(192);
+        let clip = side_by_side::side_by_side_frames(observation, frames, &trajectory(actions, opts)?, panel);
+        write_gif(&dir.join("side_by_side.gif"), &clip, FPS)?;
+    }
     if !frames.is_empty() {
         if opts.gif {
             write_gif(&dir.join("imagination.gif"), frames, FPS)?;
@@ -263,7 +290,7 @@ pub fn export_prediction(pred: &Prediction, model: &ModelInfo, out: &Path, opts:
         let single = pred.samples.len() == 1;
         for (i, s) in pred.samples.iter().enumerate() {
             let dir = if single { tmp.clone() } else { tmp.join(format!("sample-{i:02}")) };
-            write_sample(&dir, &s.frames, &s.actions, opts)?;
+            write_sample(&dir, &pred.observation, &s.frames, &s.actions, opts)?;
         }
         let manifest = serde_json::json!({
             "program": "videovla",

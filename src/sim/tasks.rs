@@ -126,6 +126,30 @@ const PHRASES_PLACE: [&str; 4] = [
     "set the {x} down by the {y}",
 ];
 
+/// The phrasings of a task kind (`{x}` the object to move, `{y}` the reference).
+pub fn phrasings(kind: TaskKind) -> &'static [&'static str] {
+    match kind {
+        TaskKind::Pick => &PHRASES_PICK,
+        TaskKind::Stack => &PHRASES_STACK,
+        TaskKind::Place => &PHRASES_PLACE,
+    }
+}
+
+/// Every phrasing of `task`'s kind filled in with its objects' names ("pick up the red cube").
+pub fn task_phrasings(task: &Task, objects: &[Object]) -> Vec<String> {
+    let name = |i: usize| objects.get(i).map(|o| o.name()).unwrap_or_default();
+    phrasings(task.kind)
+        .iter()
+        .map(|p| {
+            let s = p.replace("{x}", &name(task.target));
+            match task.reference {
+                Some(r) => s.replace("{y}", &name(r)),
+                None => s,
+            }
+        })
+        .collect()
+}
+
 /// Object centres are sampled in `|x|, |y| <= SPAWN_HALF`.
 const SPAWN_HALF: f32 = 0.15;
 /// Free space between spawned objects' collision circles (m).
@@ -260,11 +284,7 @@ pub fn sample_scene_for(request: &TaskRequest, split: Split, seed: u64) -> Scene
         let objects: Vec<Object> = order.iter().map(|&k| objects[k].clone()).collect();
         let target = order.iter().position(|&k| k == 0).unwrap_or(0);
         let reference = (kind != TaskKind::Pick).then(|| order.iter().position(|&k| k == 1).unwrap_or(0));
-        let phrases: &[&str] = match kind {
-            TaskKind::Pick => &PHRASES_PICK,
-            TaskKind::Stack => &PHRASES_STACK,
-            TaskKind::Place => &PHRASES_PLACE,
-        };
+        let phrases = phrasings(kind);
         let phrase = pick(&mut rng, phrases);
         let mut instruction = phrase.replace("{x}", &describe(&mut rng, &objects[target]));
         if let Some(r) = reference {

@@ -1,0 +1,24 @@
+//! `videovla viewer` (and `videovla` with no arguments): the desktop imagination viewer.
+
+use std::path::PathBuf;
+
+use crate::ui::ViewerOptions;
+
+#[derive(clap::Args, Debug, Default)]
+pub struct ViewerArgs {
+    /// Model folder (default: the embedded models/tiny-sim).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Run one prediction with the simulator scene's instruction as soon as the model is
+    /// loaded (smoke tests, demos).
+    #[arg(long)]
+    pub auto_run: bool,
+    /// Start in demo mode (fullscreen, large type).
+    #[arg(long)]
+    pub demo: bool,
+}
+
+pub fn run(a: ViewerArgs) -> anyhow::Result<()> {
+    let opts = ViewerOptions { model_dir: a.model, auto_run: a.auto_run, demo: a.demo, ..Default::default() };
+    crate::ui::run_native(opts)
+}

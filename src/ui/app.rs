@@ -1,0 +1,552 @@
+//! The eframe app: polls the engine every frame (never blocks), routes keys, lays out panels.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use egui::TextureOptions;
+
+use super::demo::{self, DemoMode, KeyAction};
+use super::dialogs::{Dialogs, NativeDialogs};
+use super::export::ExportPanel;
+use super::history::{Entry, HistoryPanel};
+use super::instruction::InstructionPanel;
+use super::params::ParamsPanel;
+use super::player::{self, Timeline};
+use super::progress::{self, Running};
+use super::source::SourcePanel;
+use super::texture::color_image;
+use super::trajectory_3d::Trajectory3d;
+use super::action_plot;
+use crate::action::view::pose_index_for_frame;
+use crate::action::{Pose, RotationRule};
+use crate::engine::{Engine, Event, ModelSummary, Request};
+use crate::export::{trajectory, ExportOptions};
+use crate::model::pipeline::Prediction;
+
+pub struct ViewerOptions {
+    /// Model folder; `None` = the embedded model (falls back to the test model while the
+    /// embedded one does not exist, and says so on screen).
+    pub model_dir: Option<PathBuf>,
+    pub dialogs: Box<dyn Dialogs>,
+    /// Run one prediction with the scene's instruction as soon as the model is loaded.
+    pub auto_run: bool,
+    /// Leave wall-clock times out of the UI (reproducible screenshots).
+    pub hide_timings: bool,
+    pub demo: bool,
+}
+
+impl Default for ViewerOptions {
+    fn default() -> Self {
+        Self { model_dir: None, dialogs: Box::new(NativeDialogs), auto_run: false, hide_timings: false, demo: false }
+    }
+}
+
+/// Where the model comes from, and what to tell the user about it.
+pub fn resolve_model_dir(explicit: Option<PathBuf>) -> (PathBuf, Option<String>) {
+    if let Some(d) = explicit {
+        return (d, None);
+    }
+    let embedded = crate::cli::predict::default_model_dir();
+    if embedded.join("config.json").is_file() {
+        return (embedded, None);
+    }
+    let fallback = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny_model");
+    (
+        fallback,
+        Some(format!(
+            "The default model is untrained: the embedded model ({}) does not exist yet, so the viewer uses the random test model — its imaginations are noise.",
+            embedded.display()
+        )),
+    )
+}
+
+pub enum ModelState {
+    Loading(PathBuf),
+    Ready(Box<ModelSummary>),
+    Failed(String),
+}
+
+/// A run waiting for its result: what the views need besides the prediction.
+struct Pending {
+    start_pose: Pose,
+    rotation_rule: RotationRule,
+    stats: Option<crate::action::ActionStats>,
+}
+
+pub struct ViewerApp {
+    engine: Engine,
+    pub model: ModelState,
+    pub notice: Option<String>,
+    pub source: SourcePanel,
+    pub instruction: InstructionPanel,
+    pub params: ParamsPanel,
+    pub running: Option<Running>,
+    pending: Option<Pending>,
+    pub timeline: Timeline,
+    pub trajectory: Trajectory3d,
+    pub history: HistoryPanel,
+    pub export: ExportPanel,
+    pub demo: DemoMode,
+    pub error: Option<String>,
+    pub status: Option<String>,
+    pub sample: usize,
+    dialogs: Box<dyn Dialogs>,
+    auto_run: bool,
+    hide_timings: bool,
+    next_id: u64,
+}
+
+impl ViewerApp {
+    pub fn new(cc: &eframe::CreationContext<'_>, opts: ViewerOptions) -> Self {
+        let ctx = cc.egui_ctx.clone();
+        let engine = Engine::spawn(move || ctx.request_repaint());
+        let (dir, notice) = resolve_model_dir(opts.model_dir.clone());
+        engine.send(Request::Load { dir: dir.clone() });
+        let mut app = ViewerApp {
+            engine,
+            model: ModelState::Loading(dir),
+            notice,
+            source: SourcePanel::default(),
+            instruction: InstructionPanel::default(),
+            params: ParamsPanel::default(),
+            running: None,
+            pending: None,
+            timeline: Timeline::default(),
+            trajectory: Trajectory3d::default(),
+            history: HistoryPanel::default(),
+            export: ExportPanel::default(),
+            demo: DemoMode::default(),
+            error: None,
+            status: None,
+            sample: 0,
+            dialogs: opts.dialogs,
+            auto_run: opts.auto_run,
+            hide_timings: opts.hide_timings,
+            next_id: 1,
+        };
+        app.trajectory.gpu_available = super::trajectory_gpu::install(cc);
+        if opts.demo {
+            app.demo.set(&cc.egui_ctx, true);
+        }
+        app
+    }
+
+    pub fn model_summary(&self) -> Option<&ModelSummary> {
+        match &self.model {
+            ModelState::Ready(m) => Some(m),
+            _ => None,
+        }
+    }
+
+    pub fn busy(&self) -> bool {
+        self.running.is_some()
+    }
+
+    /// Load another model folder on the worker.
+    pub fn load_model(&mut self, dir: PathBuf, notice: Option<String>) {
+        if self.busy() {
+            self.error = Some("wait for the running prediction (or cancel it) before switching models".into());
+            return;
+        }
+        self.notice = notice;
+        self.model = ModelState::Loading(dir.clone());
+        self.engine.send(Request::Load { dir });
+    }
+
+    /// Start a prediction with the current source, instruction and parameters.
+    pub fn run(&mut self) {
+        if self.busy() {
+            return;
+        }
+        let Some(model) = self.model_summary() else {
+            self.error = Some("the model is not loaded yet".into());
+            return;
+        };
+        let stats = self.params.stats(Some(model)).cloned();
+        let Some(image) = self.source.image().cloned() else {
+            self.error = Some("no observation: open an image or use the simulator".into());
+            return;
+        };
+        let mut text = self.instruction.text.trim().to_string();
+        if text.is_empty() {
+            text = self.source.default_instruction();
+            self.instruction.text = text.clone();
+        }
+        self.instruction.remember(&text);
+        let params = self.params.predict_params();
+        let id = self.next_id;
+        self.next_id += 1;
+        let (start_pose, rotation_rule) = self.source.start_pose();
+        self.pending = Some(Pending { start_pose, rotation_rule, stats });
+        self.running = Some(Running::new(id, params.sampler.steps));
+        self.error = None;
+        self.status = None;
+        self.engine.send(Request::Predict { id, image, instruction: text, params });
+    }
+
+    pub fn cancel(&mut self) {
+        if let Some(r) = &mut self.running {
+            r.cancelling = true;
+            self.engine.cancel();
+        }
+    }
+
+    /// Test hook: make the worker panic (it must report and keep serving).
+    #[doc(hidden)]
+    pub fn inject_worker_panic(&self) {
+        self.engine.send(Request::Panic);
+    }
+
+    fn finish(&mut self, ctx: &egui::Context, id: u64, prediction: Arc<Prediction>, wall_ms: f64) {
+        let pending = self.pending.take().unwrap_or(Pending {
+            start_pose: Pose::default(),
+            rotation_rule: RotationRule::default(),
+            stats: None,
+        });
+        let opts = ExportOptions {
+            stats: pending.stats.clone(),
+            start_pose: pending.start_pose,
+            rotation_rule: pending.rotation_rule,
+            ..Default::default()
+        };
+        let mut poses = Vec::new();
+        let mut unnormalized = Vec::new();
+        for s in &prediction.samples {
+            match trajectory(&s.actions, &opts) {
+                Ok(p) => poses.push(p),
+                Err(e) => {
+                    self.error = Some(format!("cannot integrate the actions: {e:#}"));
+                    poses.push(vec![pending.start_pose]);
+                }
+            }
+            unnormalized.push(
+                pending.stats.as_ref().and_then(|st| s.actions.iter().map(|a| st.unnormalize(a, false).ok()).collect()),
+            );
+        }
+        let textures = prediction
+            .samples
+            .iter()
+            .enumerate()
+            .map(|(k, s)| {
+                s.frames
+                    .iter()
+                    .enumerate()
+                    .map(|(f, img)| ctx.load_texture(format!("pred{id}-s{k}-f{f}"), color_image(img), TextureOptions::LINEAR))
+                    .collect()
+            })
+            .collect();
+        let observation = ctx.load_texture(format!("pred{id}-obs"), color_image(&prediction.observation), TextureOptions::NEAREST);
+        let model = match &self.model {
+            ModelState::Ready(m) => m.info.clone(),
+            _ => Default::default(),
+        };
+        let entry = Entry {
+            id,
+            prediction,
+            model,
+            stats: pending.stats,
+            start_pose: pending.start_pose,
+            rotation_rule: pending.rotation_rule,
+            poses,
+            unnormalized,
+            observation,
+            textures,
+            wall_ms,
+        };
+        self.timeline.load(entry.frames());
+        self.timeline.looping = true;
+        self.sample = 0;
+        self.status = Some(if self.hide_timings {
+            format!("prediction #{id} done")
+        } else {
+            format!("prediction #{id} done in {:.1} s", wall_ms / 1e3)
+        });
+        self.history.push(entry);
+    }
+
+    /// Drain the worker's events (never blocks).
+    pub fn poll(&mut self, ctx: &egui::Context) {
+        while let Some(ev) = self.engine.try_recv() {
+            match ev {
+                Event::ModelLoading { dir } => self.model = ModelState::Loading(dir),
+                Event::ModelLoaded(m) => {
+                    self.params.adopt_defaults(&m);
+                    self.model = ModelState::Ready(m);
+                    if self.auto_run {
+                        self.auto_run = false;
+                        self.run();
+                    }
+                }
+                Event::Stage { id, stage } => {
+                    if let Some(r) = self.running.as_mut().filter(|r| r.id == id) {
+                        r.stage = Some(stage);
+                    }
+                }
+                Event::Progress { id, step, steps, eta_ms, preview, .. } => {
+                    if let Some(r) = self.running.as_mut().filter(|r| r.id == id) {
+                        r.step = step + 1;
+                        r.steps = steps;
+                        r.eta_ms = eta_ms;
+                        if let Some(frames) = preview {
+                            r.preview = frames
+                                .iter()
+                                .enumerate()
+                                .map(|(f, img)| ctx.load_texture(format!("preview-{f}"), color_image(img), TextureOptions::LINEAR))
+                                .collect();
+                        }
+                    }
+                }
+                Event::Done { id, prediction, wall_ms } => {
+                    self.running = None;
+                    self.finish(ctx, id, prediction, wall_ms);
+                }
+                Event::Cancelled { id } => {
+                    self.running = None;
+                    self.pending = None;
+                    self.status = Some(format!("prediction #{id} cancelled"));
+                }
+                Event::Error { id, message } => {
+                    if id.is_some() || self.running.is_some() {
+                        self.running = None;
+                        self.pending = None;
+                    }
+                    if matches!(self.model, ModelState::Loading(_)) && id.is_none() && !message.contains("panicked") {
+                        self.model = ModelState::Failed(message.clone());
+                    }
+                    self.error = Some(message);
+                }
+            }
+        }
+    }
+
+    fn handle_keys(&mut self, ctx: &egui::Context) {
+        for k in demo::keys(ctx) {
+            match k {
+                KeyAction::Run => self.run(),
+                KeyAction::Frame(d) => {
+                    self.timeline.playing = false;
+                    self.timeline.step(d);
+                }
+                KeyAction::ToggleLoop => self.timeline.looping = !self.timeline.looping,
+                KeyAction::ToggleFullscreen => {
+                    let on = !self.demo.fullscreen;
+                    self.demo.set_fullscreen(ctx, on);
+                }
+                KeyAction::Cancel => self.cancel(),
+            }
+        }
+    }
+
+    fn top_bar(&mut self, ui: &mut egui::Ui) {
+        ui.horizontal(|ui| {
+            ui.heading("VideoVLA");
+            match &self.model {
+                ModelState::Loading(d) => {
+                    ui.add(egui::Spinner::new());
+                    ui.label(format!("loading {}", d.display()));
+                }
+                ModelState::Ready(m) => {
+                    ui.label(format!("model: {} ({} frames, {}×{})", m.name, m.num_frames, m.image_size, m.image_size))
+                        .on_hover_text(m.dir.display().to_string());
+                }
+                ModelState::Failed(e) => {
+                    ui.colored_label(ui.visuals().error_fg_color, format!("no model: {e}"));
+                }
+            }
+            let mut pick: Option<PathBuf> = None;
+            egui::ComboBox::from_label("Model").selected_text("switch…").show_ui(ui, |ui| {
+                if ui.selectable_label(false, "Embedded").clicked() {
+                    pick = Some(PathBuf::new());
+                }
+                if ui.selectable_label(false, "Local folder…").clicked() {
+                    pick = self.dialogs.pick_model_folder();
+                }
+            });
+            if let Some(p) = pick {
+                if p.as_os_str().is_empty() {
+                    let (dir, notice) = resolve_model_dir(None);
+                    self.load_model(dir, notice);
+                } else {
+                    self.load_model(p, None);
+                }
+            }
+            let mut on = self.demo.on;
+            if ui.toggle_value(&mut on, "Demo mode").on_hover_text("Fullscreen, large type (Space run, Left/Right frame, L loop, F fullscreen, Esc cancel)").changed() {
+                self.demo.set(ui.ctx(), on);
+            }
+        });
+        if let Some(n) = &self.notice {
+            ui.colored_label(ui.visuals().warn_fg_color, format!("Warning: {n}"));
+        }
+    }
+
+    fn controls(&mut self, ui: &mut egui::Ui) {
+        let image_size = self.model_summary().map(|m| m.image_size).unwrap_or(64);
+        ui.heading("Source");
+        self.source.ui(ui, image_size, self.dialogs.as_mut(), 224.0);
+        ui.separator();
+        let suggestions = self.source.suggestions();
+        let hint = self.source.default_instruction();
+        if self.instruction.ui(ui, &suggestions, &hint, false) {
+            self.run();
+        }
+        ui.horizontal(|ui| {
+            let ready = self.model_summary().is_some() && !self.busy();
+            if ui.add_enabled(ready, egui::Button::new("Run")).on_hover_text("Predict (Space)").clicked() {
+                self.run();
+            }
+        });
+        self.progress_and_messages(ui, 160.0);
+        ui.separator();
+        egui::CollapsingHeader::new("Parameters").default_open(true).show(ui, |ui| {
+            let model = match &self.model {
+                ModelState::Ready(m) => Some(&**m),
+                _ => None,
+            };
+            self.params.ui(ui, model, self.dialogs.as_mut());
+        });
+    }
+
+    fn progress_and_messages(&mut self, ui: &mut egui::Ui, preview: f32) {
+        if let Some(r) = &self.running {
+            if progress::ui(ui, r, self.timeline.frame, self.hide_timings, preview) {
+                self.cancel();
+            }
+        }
+        if let Some(s) = &self.status {
+            ui.label(s);
+        }
+        let mut dismiss = false;
+        if let Some(e) = &self.error {
+            ui.horizontal_wrapped(|ui| {
+                ui.colored_label(ui.visuals().error_fg_color, format!("Error: {e}"));
+                dismiss = ui.small_button("dismiss").clicked();
+            });
+        }
+        if dismiss {
+            self.error = None;
+        }
+    }
+
+    /// The imagination (all samples), the 3-D trajectory, the action plot and table.
+    fn results(&mut self, ui: &mut egui::Ui) {
+        if let Some((a, b)) = self.history.comparison() {
+            ui.heading(format!("Comparing #{} and #{}", a.id, b.id));
+            let w = ((ui.available_width() - 20.0) / 2.0).max(120.0);
+            let frame = self.timeline.frame;
+            ui.columns(2, |cols| {
+                for (ui, e) in cols.iter_mut().zip([a, b]) {
+                    ui.label(format!("#{} {}", e.id, e.prediction.instruction));
+                    ui.weak(e.summary());
+                    player::frames_ui(ui, e, frame, (w / e.textures.len().max(1) as f32).min(320.0));
+                }
+            });
+            return;
+        }
+        let Some(entry) = self.history.current() else {
+            ui.vertical_centered(|ui| {
+                ui.add_space(60.0);
+                ui.heading("Type an instruction and press Run");
+                ui.label("The imagined clip and the predicted action trajectory appear here.");
+            });
+            return;
+        };
+        let frame = self.timeline.frame;
+        let k = entry.textures.len().max(1);
+        ui.label(format!("#{} “{}”", entry.id, entry.prediction.instruction));
+        if let Some(n) = entry.prediction.truncated_from {
+            ui.colored_label(ui.visuals().warn_fg_color, format!("the instruction has {n} tokens; only the first ones were used"));
+        }
+        let avail = ui.available_width();
+        let size = ((avail - 10.0 * k as f32) / k as f32).clamp(96.0, if self.demo.on { 520.0 } else { 300.0 });
+        player::frames_ui(ui, entry, frame, size);
+        ui.separator();
+        let sample = self.sample.min(entry.poses.len().saturating_sub(1));
+        if entry.poses.len() > 1 {
+            ui.horizontal(|ui| {
+                ui.label("Trajectory of");
+                for s in 0..entry.poses.len() {
+                    ui.selectable_value(&mut self.sample, s, format!("sample {s}"));
+                }
+            });
+        }
+        let poses = &entry.poses[sample];
+        let actions = poses.len().saturating_sub(1);
+        let pose = pose_index_for_frame(frame, entry.frames(), actions);
+        let step = pose.min(actions.saturating_sub(1));
+        let raw = &entry.prediction.samples[sample].actions;
+        let unnorm = entry.unnormalized[sample].as_deref();
+        let h = (ui.available_height() - 10.0).max(200.0);
+        let id = entry.id;
+        ui.horizontal_top(|ui| {
+            let w = (ui.available_width() * 0.5).max(200.0);
+            ui.vertical(|ui| {
+                ui.label("3-D end-effector trajectory");
+                self.trajectory.ui(ui, (id, sample), poses, pose, egui::vec2(w, (h - 40.0).min(w)));
+            });
+            ui.vertical(|ui| {
+                action_plot::plot_ui(ui, id, raw, unnorm, step, (h * 0.45).max(120.0));
+                action_plot::table_ui(ui, id, raw, unnorm, step);
+            });
+        });
+    }
+}
+
+impl eframe::App for ViewerApp {
+    fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
+        let ctx = ui.ctx().clone();
+        self.poll(&ctx);
+        self.source.handle_drops(&ctx);
+        self.handle_keys(&ctx);
+        let dt = ctx.input(|i| i.stable_dt).min(0.1);
+        self.timeline.tick(&ctx, dt);
+
+        egui::Panel::top("top").show(ui, |ui| self.top_bar(ui));
+        egui::Panel::bottom("timeline").show(ui, |ui| {
+            ui.horizontal(|ui| {
+                let entry = self.history.current();
+                self.export.ui(ui, entry, self.dialogs.as_mut());
+            });
+            self.timeline.controls_ui(ui);
+        });
+        if self.demo.on {
+            egui::Panel::top("demo-input").show(ui, |ui| {
+                let suggestions = self.source.suggestions();
+                let hint = self.source.default_instruction();
+                ui.horizontal(|ui| {
+                    let image_size = self.model_summary().map(|m| m.image_size).unwrap_or(64);
+                    if let Some(t) = self.source.model_view_texture(ui.ctx(), image_size) {
+                        ui.image((t.id(), egui::vec2(160.0, 160.0)));
+                    }
+                    ui.vertical(|ui| {
+                        if self.instruction.ui(ui, &suggestions, &hint, true) {
+                            self.run();
+                        }
+                        let ready = self.model_summary().is_some() && !self.busy();
+                        if ui.add_enabled(ready, egui::Button::new("Run")).clicked() {
+                            self.run();
+                        }
+                        self.progress_and_messages(ui, 120.0);
+                    });
+                });
+            });
+        } else {
+            egui::Panel::left("controls").default_size(330.0).min_size(300.0).resizable(true).show(ui, |ui| {
+                egui::ScrollArea::vertical().show(ui, |ui| self.controls(ui));
+            });
+            egui::Panel::right("history").default_size(260.0).min_size(240.0).resizable(true).show(ui, |ui| {
+                ui.heading("History");
+                if self.history.ui(ui) {
+                    if let Some(e) = self.history.current() {
+                        let n = e.frames();
+                        self.timeline.frames = n;
+                        self.timeline.frame = self.timeline.frame.min(n.saturating_sub(1));
+                    }
+                }
+            });
+        }
+        egui::CentralPanel::default().show(ui, |ui| {
+            egui::ScrollArea::vertical().show(ui, |ui| self.results(ui));
+        });
+    }
+}

@@ -1,0 +1,171 @@
+//! The desktop viewer driven headless like a person would (egui_kittest + wgpu on lavapipe,
+//! no display): type an instruction, Run, wait for the worker's result, scrub, export.
+//! Snapshots live in tests/snapshots/ (`UPDATE_SNAPSHOTS=1 cargo test --release --test viewer`).
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use egui::Key;
+use egui_kittest::kittest::Queryable;
+use egui_kittest::Harness;
+use videovla::ui::dialogs::FixedDialogs;
+use videovla::ui::{ViewerApp, ViewerOptions};
+
+fn tiny_model() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny_model")
+}
+
+fn harness(dialogs: FixedDialogs) -> Harness<'static, ViewerApp> {
+    Harness::builder()
+        .with_size(egui::vec2(1400.0, 900.0))
+        .wgpu()
+        .build_eframe(move |cc| {
+            ViewerApp::new(
+                cc,
+                ViewerOptions {
+                    model_dir: Some(tiny_model()),
+                    dialogs: Box::new(dialogs),
+                    hide_timings: true,
+                    ..Default::default()
+                },
+            )
+        })
+}
+
+/// Step the UI until `done` holds (the worker is a real thread), at most 120 s.
+fn step_until(h: &mut Harness<'_, ViewerApp>, what: &str, done: impl Fn(&ViewerApp) -> bool) {
+    let t0 = Instant::now();
+    while !done(h.state()) {
+        assert!(t0.elapsed() < Duration::from_secs(120), "timed out waiting for {what}");
+        h.step();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    h.step();
+}
+
+fn type_and_run(h: &mut Harness<'_, ViewerApp>, text: &str) {
+    let field = h.get_by_label("Instruction");
+    field.click();
+    h.run_steps(2);
+    h.get_by_label("Instruction").type_text(text);
+    h.run_steps(2);
+    h.get_by_label("Run").click();
+    h.step();
+}
+
+#[test]
+fn viewer_types_runs_scrubs_and_exports() {
+    let out = tempfile::tempdir().unwrap();
+    let mut h = harness(FixedDialogs { export_folder: Some(out.path().to_path_buf()), ..Default::default() });
+    step_until(&mut h, "the model", |a| a.model_summary().is_some());
+    // The simulator scene is the default source: its phrasings are offered.
+    let suggestion = h.state().source.suggestions()[0].clone();
+    assert!(h.query_by_label(&suggestion).is_some(), "suggestion {suggestion:?} not shown");
+    h.snapshot("viewer_start");
+
+    type_and_run(&mut h, "pick up the red cube");
+    assert!(h.state().busy() || !h.state().history.entries.is_empty(), "Run did not start a prediction");
+    step_until(&mut h, "the prediction", |a| !a.history.entries.is_empty());
+    let app = h.state();
+    assert!(app.error.is_none(), "{:?}", app.error);
+    let e = app.history.current().unwrap();
+    assert_eq!(e.prediction.instruction, "pick up the red cube");
+    let frames = e.frames();
+    assert_eq!(frames, app.model_summary().unwrap().num_frames);
+    assert_eq!(e.poses[0].len(), app.model_summary().unwrap().action_length + 1);
+    assert_eq!(app.instruction.history[0], "pick up the red cube");
+
+    // Scrub: pause, then step with the keyboard and the frame buttons; the one timeline moves.
+    h.get_by_label("Pause").click();
+    h.run_steps(2);
+    h.get_by_label("|<").click();
+    h.run_steps(2);
+    assert_eq!(h.state().timeline.frame, 0);
+    h.key_press(Key::ArrowRight);
+    h.run_steps(2);
+    h.key_press(Key::ArrowRight);
+    h.run_steps(2);
+    assert_eq!(h.state().timeline.frame, 2);
+    h.get_by_label(">|").click();
+    h.run_steps(2);
+    assert_eq!(h.state().timeline.frame, frames - 1);
+    h.get_by_label("<").click();
+    h.run_steps(2);
+    assert_eq!(h.state().timeline.frame, frames - 2);
+    assert!(h.query_by_label_contains(&format!("frame {}/{}", frames - 2, frames - 1)).is_some());
+    h.snapshot("viewer_result");
+
+    // Export: the same files as `videovla predict` plus the side-by-side clip, all decodable.
+    h.get_by_label("Export…").click();
+    step_until(&mut h, "the export", |a| a.export.last.is_some());
+    let dir = match &h.state().export.last {
+        Some(Ok(p)) => p.clone(),
+        other => panic!("export failed: {other:?}"),
+    };
+    assert!(dir.starts_with(out.path()));
+    let gif = image::ImageReader::open(dir.join("imagination.gif")).unwrap().decode().unwrap();
+    assert_eq!(gif.width(), 64);
+    let sbs = image::ImageReader::open(dir.join("side_by_side.gif")).unwrap().decode().unwrap();
+    assert_eq!(sbs.width(), 3 * sbs.height());
+    let obs = image::open(dir.join("observation.png")).unwrap();
+    assert_eq!(obs.width(), 64);
+    image::open(dir.join("frames/000.png")).unwrap();
+    assert!(std::fs::metadata(dir.join("imagination.mp4")).unwrap().len() > 100);
+    let manifest: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("prediction.json")).unwrap()).unwrap();
+    assert_eq!(manifest["instruction"], "pick up the red cube");
+    let actions: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("actions.json")).unwrap()).unwrap();
+    assert_eq!(actions["actions"].as_array().unwrap().len(), 6);
+    assert!(std::fs::read_to_string(dir.join("actions.csv")).unwrap().lines().count() == 7);
+}
+
+#[test]
+fn viewer_cancels_survives_a_worker_panic_and_compares_history() {
+    let mut h = harness(FixedDialogs::default());
+    step_until(&mut h, "the model", |a| a.model_summary().is_some());
+
+    // A long run cancelled from the UI: the worker stops and the app stays usable.
+    h.state_mut().params.params.sampler.steps = 400;
+    type_and_run(&mut h, "lift the cube");
+    step_until(&mut h, "the first step", |a| a.running.as_ref().is_some_and(|r| r.step >= 1));
+    h.get_by_label("Cancel").click();
+    step_until(&mut h, "the cancellation", |a| !a.busy());
+    assert!(h.state().status.as_deref().unwrap_or("").contains("cancelled"), "{:?}", h.state().status);
+    assert!(h.state().history.entries.is_empty());
+
+    // A panic in the worker is shown as an error; the next run still works.
+    h.state().inject_worker_panic();
+    step_until(&mut h, "the panic report", |a| a.error.as_deref().is_some_and(|e| e.contains("panicked")));
+    step_until(&mut h, "the reload", |a| a.model_summary().is_some());
+    h.state_mut().params.params.sampler.steps = 2;
+    h.get_by_label("Run").click();
+    step_until(&mut h, "the first prediction", |a| a.history.entries.len() == 1);
+    // Space runs again (no text field focused) with another seed.
+    h.state_mut().params.params.seed = 7;
+    h.key_press(Key::Space);
+    h.step();
+    step_until(&mut h, "the second prediction", |a| a.history.entries.len() == 2);
+    let app = h.state();
+    assert_eq!(app.history.entries[1].prediction.params.seed, 7);
+    assert_ne!(
+        app.history.entries[0].prediction.samples[0].actions,
+        app.history.entries[1].prediction.samples[0].actions,
+        "different seeds gave identical actions"
+    );
+
+    // Revisit the first one, then compare the two (id 1 was the cancelled run).
+    let (a, b) = (app.history.entries[0].id, app.history.entries[1].id);
+    assert_eq!((a, b), (2, 3));
+    h.get_by_label("#2 lift the cube").click();
+    h.run_steps(2);
+    assert_eq!(h.state().history.selected, Some(0));
+    h.get_by_label("compare #2").click();
+    h.run_steps(2);
+    h.get_by_label("compare #3").click();
+    h.run_steps(2);
+    assert!(h.query_by_label("Comparing #2 and #3").is_some());
+    // Pause at a fixed frame for a reproducible picture.
+    h.state_mut().timeline.playing = false;
+    h.state_mut().timeline.frame = 4;
+    h.run_steps(2);
+    h.snapshot("viewer_compare");
+}
