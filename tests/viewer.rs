@@ -169,3 +169,51 @@ fn viewer_cancels_survives_a_worker_panic_and_compares_history() {
     h.run_steps(2);
     h.snapshot("viewer_compare");
 }
+
+#[test]
+fn viewer_demo_mode_keys_and_the_untrained_default_model_notice() {
+    // No embedded model: the viewer falls back to the test model and says so on screen.
+    std::env::set_var("VIDEOVLA_MODEL_DIR", "/nonexistent/videovla-model");
+    let mut h = Harness::builder().with_size(egui::vec2(1400.0, 900.0)).wgpu().build_eframe(|cc| {
+        ViewerApp::new(cc, ViewerOptions { dialogs: Box::new(FixedDialogs::default()), hide_timings: true, ..Default::default() })
+    });
+    step_until(&mut h, "the model", |a| a.model_summary().is_some());
+    assert!(h.query_by_label_contains("default model is untrained").is_some());
+    assert_eq!(h.state().model_summary().unwrap().dir, tiny_model());
+
+    h.get_by_label("Demo mode").click();
+    h.run_steps(2);
+    assert!(h.state().demo.on && h.state().demo.fullscreen);
+    // Space runs with the scene's own instruction (the box is empty).
+    h.key_press(Key::Space);
+    h.step();
+    step_until(&mut h, "the prediction", |a| a.history.entries.len() == 1);
+    assert_eq!(h.state().history.entries[0].prediction.instruction, h.state().source.default_instruction());
+    // L toggles looping; Left/Right step frames (wrapping while looping); F leaves fullscreen.
+    h.key_press(Key::L);
+    h.run_steps(1);
+    assert!(!h.state().timeline.looping);
+    h.key_press(Key::L);
+    h.run_steps(1);
+    h.state_mut().timeline.frame = 0;
+    h.key_press(Key::ArrowLeft);
+    h.run_steps(1);
+    assert_eq!(h.state().timeline.frame, h.state().timeline.frames - 1);
+    h.key_press(Key::ArrowRight);
+    h.run_steps(1);
+    assert_eq!(h.state().timeline.frame, 0);
+    h.key_press(Key::F);
+    h.run_steps(1);
+    assert!(!h.state().demo.fullscreen);
+    // Esc cancels a long run.
+    h.state_mut().params.params.sampler.steps = 400;
+    h.key_press(Key::Space);
+    h.step();
+    step_until(&mut h, "the first step", |a| a.running.as_ref().is_some_and(|r| r.step >= 1));
+    h.key_press(Key::Escape);
+    step_until(&mut h, "the cancellation", |a| !a.busy());
+    assert_eq!(h.state().history.entries.len(), 1);
+    h.state_mut().timeline.frame = 4;
+    h.run_steps(2);
+    h.snapshot("viewer_demo");
+}

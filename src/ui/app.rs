@@ -84,6 +84,7 @@ pub struct ViewerApp {
     pending: Option<Pending>,
     pub timeline: Timeline,
     pub trajectory: Trajectory3d,
+    compare_views: [Trajectory3d; 2],
     pub history: HistoryPanel,
     pub export: ExportPanel,
     pub demo: DemoMode,
@@ -113,6 +114,7 @@ impl ViewerApp {
             pending: None,
             timeline: Timeline::default(),
             trajectory: Trajectory3d::default(),
+            compare_views: Default::default(),
             history: HistoryPanel::default(),
             export: ExportPanel::default(),
             demo: DemoMode::default(),
@@ -434,11 +436,17 @@ impl ViewerApp {
             ui.heading(format!("Comparing #{} and #{}", a.id, b.id));
             let w = ((ui.available_width() - 20.0) / 2.0).max(120.0);
             let frame = self.timeline.frame;
+            let views = &mut self.compare_views;
             ui.columns(2, |cols| {
-                for (ui, e) in cols.iter_mut().zip([a, b]) {
+                for ((ui, e), view) in cols.iter_mut().zip([a, b]).zip(views.iter_mut()) {
                     ui.label(format!("#{} {}", e.id, e.prediction.instruction));
                     ui.weak(e.summary());
                     player::frames_ui(ui, e, frame, (w / e.textures.len().max(1) as f32).min(320.0));
+                    let poses = &e.poses[0];
+                    let pose = pose_index_for_frame(frame, e.frames(), poses.len().saturating_sub(1));
+                    // Two views in one frame: the CPU painter (the wgpu view has one target).
+                    view.force_cpu = true;
+                    view.ui(ui, (e.id, 0), poses, pose, egui::vec2(w - 10.0, (w - 10.0).min(360.0)));
                 }
             });
             return;
@@ -458,10 +466,21 @@ impl ViewerApp {
             ui.colored_label(ui.visuals().warn_fg_color, format!("the instruction has {n} tokens; only the first ones were used"));
         }
         let avail = ui.available_width();
-        let size = ((avail - 10.0 * k as f32) / k as f32).clamp(96.0, if self.demo.on { 520.0 } else { 300.0 });
+        let sample = self.sample.min(entry.poses.len().saturating_sub(1));
+        if self.demo.on {
+            // Demo: the clip(s) and the trajectory side by side, as large as fits.
+            let poses = &entry.poses[sample];
+            let pose = pose_index_for_frame(frame, entry.frames(), poses.len().saturating_sub(1));
+            let side = (ui.available_height() - 40.0).min(avail / (k as f32 + 1.0) - 12.0).max(96.0);
+            ui.horizontal_top(|ui| {
+                player::frames_ui(ui, entry, frame, side);
+                ui.vertical(|ui| self.trajectory.ui(ui, (entry.id, sample), poses, pose, egui::vec2(side, side)));
+            });
+            return;
+        }
+        let size = ((avail - 10.0 * k as f32) / k as f32).clamp(96.0, 300.0);
         player::frames_ui(ui, entry, frame, size);
         ui.separator();
-        let sample = self.sample.min(entry.poses.len().saturating_sub(1));
         if entry.poses.len() > 1 {
             ui.horizontal(|ui| {
                 ui.label("Trajectory of");
