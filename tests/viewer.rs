@@ -217,3 +217,50 @@ fn viewer_demo_mode_keys_and_the_untrained_default_model_notice() {
     h.run_steps(2);
     h.snapshot("viewer_demo");
 }
+
+#[test]
+fn viewer_image_file_source_and_action_statistics() {
+    let dir = tempfile::tempdir().unwrap();
+    let img_path = dir.path().join("photo.png");
+    let stats_path = dir.path().join("dataset_statistics.json");
+    std::fs::write(&img_path, b"not an image").unwrap();
+    std::fs::write(
+        &stats_path,
+        r#"{"sim": {"action": {"q01": [-0.1,-0.1,-0.1,-0.02,-0.02,-0.02,0], "q99": [0.1,0.1,0.1,0.02,0.02,0.02,1],
+            "mask": [true,true,true,true,true,true,false]}}}"#,
+    )
+    .unwrap();
+    let mut h = harness(FixedDialogs { image: Some(img_path.clone()), stats_file: Some(stats_path), ..Default::default() });
+    step_until(&mut h, "the model", |a| a.model_summary().is_some());
+
+    h.get_by_label("Image file").click();
+    h.run_steps(2);
+    // A broken file: a clear message, no crash, no image.
+    h.get_by_label("Open image…").click();
+    h.run_steps(2);
+    assert!(h.query_by_label_contains("cannot read").is_some());
+    assert!(h.state().source.image().is_none());
+    // A real (non-square) image: shown as the model sees it (64×64 after resize and crop).
+    let photo = image::RgbImage::from_fn(120, 80, |x, y| image::Rgb([(x * 2) as u8, (y * 3) as u8, 90]));
+    photo.save(&img_path).unwrap();
+    h.get_by_label("Open image…").click();
+    h.run_steps(2);
+    assert_eq!(h.state().source.image().unwrap().dimensions(), (120, 80));
+    assert!(h.query_by_label("model view 64×64").is_some());
+
+    h.get_by_label("Action stats…").click();
+    h.run_steps(2);
+    assert!(h.query_by_label("dataset_statistics.json").is_some());
+
+    type_and_run(&mut h, "move the cup to the left");
+    step_until(&mut h, "the prediction", |a| !a.history.entries.is_empty());
+    let e = h.state().history.current().unwrap();
+    assert_eq!(e.prediction.observation, videovla::model::preprocess::model_view(&photo, 64));
+    let unnorm = e.unnormalized[0].as_ref().expect("unnormalised actions");
+    let raw = &e.prediction.samples[0].actions;
+    // dx is scaled into ±0.02 m; the gripper (masked out) stays raw.
+    assert!((unnorm[0][3] - (0.5 * (raw[0][3] + 1.0) * 0.04 - 0.02)).abs() < 1e-5);
+    assert_eq!(unnorm[0][6], raw[0][6]);
+    assert!(h.query_by_label("dx (unnorm)").is_some());
+    assert!(h.query_by_label_contains("actions (unnormalised)").is_some());
+}
