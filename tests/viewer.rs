@@ -126,7 +126,12 @@ fn viewer_cancels_survives_a_worker_panic_and_compares_history() {
     // A long run cancelled from the UI: the worker stops and the app stays usable.
     h.state_mut().params.params.sampler.steps = 400;
     type_and_run(&mut h, "lift the cube");
-    step_until(&mut h, "the first step", |a| a.running.as_ref().is_some_and(|r| r.step >= 1));
+    step_until(&mut h, "the first step and its x0 preview", |a| a.running.as_ref().is_some_and(|r| r.step >= 1 && !r.preview.is_empty()));
+    assert!(h.query_by_label_contains("denoising · step").is_some());
+    assert!(h.query_by_label("Live x0 (current estimate)").is_some());
+    if let Ok(dir) = std::env::var("VIEWER_DEBUG_SHOTS") {
+        h.render().unwrap().save(format!("{dir}/viewer_progress.png")).unwrap();
+    }
     h.get_by_label("Cancel").click();
     step_until(&mut h, "the cancellation", |a| !a.busy());
     assert!(h.state().status.as_deref().unwrap_or("").contains("cancelled"), "{:?}", h.state().status);
@@ -247,6 +252,16 @@ fn viewer_image_file_source_and_action_statistics() {
     h.run_steps(2);
     assert_eq!(h.state().source.image().unwrap().dimensions(), (120, 80));
     assert!(h.query_by_label("model view 64×64").is_some());
+
+    // A pasted image replaces it.
+    let pasted = egui::ColorImage::new([50, 70], vec![egui::Color32::from_rgb(10, 200, 30); 50 * 70]);
+    h.event(egui::Event::PasteImage(std::sync::Arc::new(pasted)));
+    h.run_steps(2);
+    assert_eq!(h.state().source.image().unwrap().dimensions(), (50, 70));
+    assert_eq!(h.state().source.image().unwrap().get_pixel(3, 3).0, [10, 200, 30]);
+    h.get_by_label("Open image…").click();
+    h.run_steps(2);
+    assert_eq!(h.state().source.image().unwrap().dimensions(), (120, 80));
 
     h.get_by_label("Action stats…").click();
     h.run_steps(2);

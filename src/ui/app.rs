@@ -411,7 +411,10 @@ impl ViewerApp {
 
     fn progress_and_messages(&mut self, ui: &mut egui::Ui, preview: f32) {
         if let Some(r) = &self.running {
-            if progress::ui(ui, r, self.timeline.frame, self.hide_timings, preview) {
+            // The preview clip cycles at 8 fps while the run goes on.
+            let t = ui.input(|i| i.time);
+            let preview_frame = if self.hide_timings { 0 } else { (t * crate::export::FPS as f64) as usize };
+            if progress::ui(ui, r, preview_frame, self.hide_timings, preview) {
                 self.cancel();
             }
         }

@@ -77,7 +77,7 @@ impl ParamsPanel {
                 ui.selectable_value(&mut p.sampler.kind, SamplerKind::Dpmpp, "DPM++ 2M SDE");
                 ui.selectable_value(&mut p.sampler.kind, SamplerKind::Ddim, "DDIM");
             });
-        labelled(ui, "Steps", |ui| ui.add(egui::DragValue::new(&mut p.sampler.steps).range(1..=200)));
+        labelled(ui, "Steps", |ui| ui.add(egui::DragValue::new(&mut p.sampler.steps).range(1..=1000)));
         labelled(ui, "Guidance", |ui| ui.add(egui::DragValue::new(&mut p.sampler.guidance_scale).range(0.0..=20.0).speed(0.1)))
             .on_hover_text("DynamicCFG scale; 0 = no guidance");
         ui.horizontal(|ui| {

@@ -1,5 +1,5 @@
 //! The observation source: the built-in simulator (task, split, seed, reset) or an image file
-//! (dialog, drag-and-drop, pasted path). The observation is shown exactly as the model sees it.
+//! (dialog, drag-and-drop, a pasted image or file path). The observation is shown exactly as the model sees it.
 
 use std::path::{Path, PathBuf};
 
@@ -127,6 +127,20 @@ impl SourcePanel {
                 .filter(|p| p.is_file())
                 .collect()
         });
+        let pasted_image: Option<image::RgbImage> = ctx.input(|i| {
+            i.events.iter().find_map(|e| match e {
+                egui::Event::PasteImage(img) => {
+                    let [w, h] = img.size;
+                    let rgb: Vec<u8> = img.pixels.iter().flat_map(|c| [c.r(), c.g(), c.b()]).collect();
+                    image::RgbImage::from_raw(w as u32, h as u32, rgb)
+                }
+                _ => None,
+            })
+        });
+        if let Some(img) = pasted_image {
+            self.set_image("pasted image", img);
+            return;
+        }
         if let Some(p) = dropped.into_iter().chain(pasted).next() {
             if let Err(e) = self.load_file(&p) {
                 self.message = Some(format!("{e:#}"));
