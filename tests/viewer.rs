@@ -151,6 +151,10 @@ fn viewer_cancels_survives_a_worker_panic_and_compares_history() {
     step_until(&mut h, "the second prediction", |a| a.history.entries.len() == 2);
     let app = h.state();
     assert_eq!(app.history.entries[1].prediction.params.seed, 7);
+    // The model's default robot id survives the reload (the params panel never clamps it while
+    // no model is loaded).
+    assert_eq!(app.history.entries[0].prediction.params.robot_id, 3);
+    assert_eq!(app.history.entries[1].prediction.params.robot_id, 3);
     assert_ne!(
         app.history.entries[0].prediction.samples[0].actions,
         app.history.entries[1].prediction.samples[0].actions,
@@ -237,6 +241,18 @@ fn viewer_image_file_source_and_action_statistics() {
     .unwrap();
     let mut h = harness(FixedDialogs { image: Some(img_path.clone()), stats_file: Some(stats_path), ..Default::default() });
     step_until(&mut h, "the model", |a| a.model_summary().is_some());
+
+    // The camera: on a machine without one (or a build without the `camera` feature) a clear
+    // message, and Run says there is no observation instead of failing somewhere else.
+    h.get_by_label("Camera").click();
+    h.run_steps(2);
+    let msg = h.state().source.message.clone().expect("a camera message");
+    assert!(msg.contains("no camera"), "{msg}");
+    assert!(h.query_by_label(&msg).is_some());
+    h.get_by_label("Run").click();
+    h.run_steps(2);
+    assert!(h.state().error.as_deref().unwrap_or("").contains("no observation"), "{:?}", h.state().error);
+    assert!(!h.state().busy());
 
     h.get_by_label("Image file").click();
     h.run_steps(2);

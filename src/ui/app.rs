@@ -519,6 +519,7 @@ impl eframe::App for ViewerApp {
         let ctx = ui.ctx().clone();
         self.poll(&ctx);
         self.source.handle_drops(&ctx);
+        self.source.update_camera(&ctx);
         self.handle_keys(&ctx);
         let dt = ctx.input(|i| i.stable_dt).min(0.1);
         self.timeline.tick(&ctx, dt);

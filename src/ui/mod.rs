@@ -4,6 +4,7 @@
 
 pub mod action_plot;
 pub mod app;
+pub mod camera;
 pub mod demo;
 pub mod dialogs;
 pub mod export;

@@ -88,8 +88,16 @@ impl ParamsPanel {
             }
         });
         labelled(ui, "Samples", |ui| ui.add(egui::DragValue::new(&mut p.num_samples).range(1..=8)));
-        let max_robot = model.map(|m| m.num_robot_ids.saturating_sub(1)).unwrap_or(0) as u32;
-        labelled(ui, "Robot id", |ui| ui.add(egui::DragValue::new(&mut p.robot_id).range(0..=max_robot)));
+        match model {
+            // The range is only known with a model; never clamp the value while one loads.
+            Some(m) => {
+                let max_robot = m.num_robot_ids.saturating_sub(1) as u32;
+                labelled(ui, "Robot id", |ui| ui.add(egui::DragValue::new(&mut p.robot_id).range(0..=max_robot)));
+            }
+            None => {
+                ui.label(format!("Robot id {}", p.robot_id));
+            }
+        }
         ui.checkbox(&mut self.live_preview, "Live preview of x0");
         ui.horizontal(|ui| {
             if ui.button("Action stats…").on_hover_text("dataset_statistics.json to unnormalise the actions").clicked() {

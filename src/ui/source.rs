@@ -20,6 +20,8 @@ pub const SIM_RENDER_SIZE: usize = 256;
 pub enum SourceKind {
     Simulator,
     ImageFile,
+    /// A live camera (cargo feature `camera`).
+    Camera,
 }
 
 pub struct SourcePanel {
@@ -30,6 +32,8 @@ pub struct SourcePanel {
     pub world: World,
     sim_image: image::RgbImage,
     pub file: Option<(PathBuf, image::RgbImage)>,
+    camera: Option<super::camera::Camera>,
+    camera_frame: Option<image::RgbImage>,
     /// Bumped whenever the raw image changes.
     version: u64,
     view: Option<(usize, u64, TextureHandle)>,
@@ -46,6 +50,8 @@ impl Default for SourcePanel {
             world: World::reset(TaskKind::Pick, Split::Train, 0),
             sim_image: image::RgbImage::new(1, 1),
             file: None,
+            camera: None,
+            camera_frame: None,
             version: 0,
             view: None,
             message: None,
@@ -69,6 +75,7 @@ impl SourcePanel {
         match self.kind {
             SourceKind::Simulator => Some(&self.sim_image),
             SourceKind::ImageFile => self.file.as_ref().map(|(_, i)| i),
+            SourceKind::Camera => self.camera_frame.as_ref(),
         }
     }
 
@@ -76,7 +83,7 @@ impl SourcePanel {
     pub fn start_pose(&self) -> (Pose, RotationRule) {
         match self.kind {
             SourceKind::Simulator => (Pose::from_xyz_rpy(&self.world.ee_pose().0), RotationRule::EulerAdd),
-            SourceKind::ImageFile => (Pose::default(), RotationRule::DeltaRotation),
+            SourceKind::ImageFile | SourceKind::Camera => (Pose::default(), RotationRule::DeltaRotation),
         }
     }
 
@@ -84,7 +91,9 @@ impl SourcePanel {
     pub fn suggestions(&self) -> Vec<String> {
         match self.kind {
             SourceKind::Simulator => task_phrasings(&self.world.task, &self.world.objects),
-            SourceKind::ImageFile => vec!["pick up the object".into(), "open the drawer".into(), "move the cup to the left".into()],
+            SourceKind::ImageFile | SourceKind::Camera => {
+                vec!["pick up the object".into(), "open the drawer".into(), "move the cup to the left".into()]
+            }
         }
     }
 
@@ -92,7 +101,7 @@ impl SourcePanel {
     pub fn default_instruction(&self) -> String {
         match self.kind {
             SourceKind::Simulator => self.world.instruction().to_string(),
-            SourceKind::ImageFile => "pick up the object".into(),
+            SourceKind::ImageFile | SourceKind::Camera => "pick up the object".into(),
         }
     }
 
@@ -150,7 +159,12 @@ impl SourcePanel {
 
     /// The observation as the model sees it, as a texture.
     pub fn model_view_texture(&mut self, ctx: &egui::Context, size: usize) -> Option<TextureHandle> {
-        let version = self.version + if self.kind == SourceKind::ImageFile { 1 << 40 } else { 0 };
+        let version = self.version
+            + match self.kind {
+                SourceKind::Simulator => 0,
+                SourceKind::ImageFile => 1 << 40,
+                SourceKind::Camera => 2 << 40,
+            };
         if let Some((s, v, t)) = &self.view {
             if *s == size && *v == version {
                 return Some(t.clone());
@@ -162,11 +176,43 @@ impl SourcePanel {
         Some(t)
     }
 
+    /// Start or stop the camera with the source choice; take its newest frame.
+    pub fn update_camera(&mut self, ctx: &egui::Context) {
+        if self.kind != SourceKind::Camera {
+            self.camera = None;
+            return;
+        }
+        if self.camera.is_none() && self.message.is_none() {
+            match super::camera::Camera::start(ctx.clone()) {
+                Ok(c) => self.camera = Some(c),
+                Err(e) => self.message = Some(e),
+            }
+        }
+        if let Some(r) = self.camera.as_ref().and_then(|c| c.poll()) {
+            match r {
+                Ok(img) => {
+                    self.camera_frame = Some(img);
+                    self.version += 1;
+                }
+                Err(e) => {
+                    self.message = Some(e);
+                    self.camera = None;
+                }
+            }
+        }
+    }
+
     pub fn ui(&mut self, ui: &mut egui::Ui, image_size: usize, dialogs: &mut dyn Dialogs, display: f32) {
+        let before = self.kind;
         ui.horizontal(|ui| {
             ui.selectable_value(&mut self.kind, SourceKind::Simulator, "Simulator");
             ui.selectable_value(&mut self.kind, SourceKind::ImageFile, "Image file");
+            ui.selectable_value(&mut self.kind, SourceKind::Camera, "Camera");
         });
+        if self.kind != before {
+            self.message = None;
+            self.update_camera(ui.ctx());
+        }
         match self.kind {
             SourceKind::Simulator => {
                 let mut changed = false;
@@ -210,6 +256,11 @@ impl SourcePanel {
                 });
                 if let Some((p, img)) = &self.file {
                     ui.weak(format!("{} ({}×{})", p.display(), img.width(), img.height()));
+                }
+            }
+            SourceKind::Camera => {
+                if let Some(c) = &self.camera {
+                    ui.weak(format!("live: {}", c.name));
                 }
             }
         }
