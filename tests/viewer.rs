@@ -95,6 +95,27 @@ fn viewer_types_runs_scrubs_and_exports() {
     assert!(h.query_by_label_contains(&format!("frame {}/{}", frames - 2, frames - 1)).is_some());
     h.snapshot("viewer_result");
 
+    // The 3-D view: a drag orbits the camera, "Reset view" frames the trajectory again.
+    let fitted = h.state().trajectory.camera;
+    let reset = h.get_by_label("Reset view").rect();
+    let p = egui::pos2(reset.left() + 150.0, reset.bottom() + 150.0);
+    h.event(egui::Event::PointerMoved(p));
+    h.step();
+    let press = |pressed| egui::Event::PointerButton { pos: p, button: egui::PointerButton::Primary, pressed, modifiers: Default::default() };
+    h.event(press(true));
+    h.step();
+    for dx in [10.0, 30.0, 60.0] {
+        h.event(egui::Event::PointerMoved(p + egui::vec2(dx, 15.0)));
+        h.step();
+    }
+    h.event(egui::Event::PointerButton { pos: p + egui::vec2(60.0, 15.0), button: egui::PointerButton::Primary, pressed: false, modifiers: Default::default() });
+    h.step();
+    let orbited = h.state().trajectory.camera;
+    assert!((orbited.yaw - fitted.yaw).abs() > 0.1 && orbited.pitch != fitted.pitch, "{fitted:?} -> {orbited:?}");
+    h.get_by_label("Reset view").click();
+    h.run_steps(2);
+    assert_eq!(h.state().trajectory.camera, fitted);
+
     // Export: the same files as `videovla predict` plus the side-by-side clip, all decodable.
     h.get_by_label("Export…").click();
     step_until(&mut h, "the export", |a| a.export.last.is_some());
@@ -107,6 +128,9 @@ fn viewer_types_runs_scrubs_and_exports() {
     assert_eq!(gif.width(), 64);
     let sbs = image::ImageReader::open(dir.join("side_by_side.gif")).unwrap().decode().unwrap();
     assert_eq!(sbs.width(), 3 * sbs.height());
+    if let Ok(dbg) = std::env::var("VIEWER_DEBUG_SHOTS") {
+        sbs.save(format!("{dbg}/viewer_side_by_side.png")).unwrap();
+    }
     let obs = image::open(dir.join("observation.png")).unwrap();
     assert_eq!(obs.width(), 64);
     image::open(dir.join("frames/000.png")).unwrap();
@@ -144,13 +168,17 @@ fn viewer_cancels_survives_a_worker_panic_and_compares_history() {
     h.state_mut().params.params.sampler.steps = 2;
     h.get_by_label("Run").click();
     step_until(&mut h, "the first prediction", |a| a.history.entries.len() == 1);
-    // Space runs again (no text field focused) with another seed.
+    // Space runs again (no text field focused) with another seed and two samples side by side.
     h.state_mut().params.params.seed = 7;
+    h.state_mut().params.params.num_samples = 2;
     h.key_press(Key::Space);
     h.step();
     step_until(&mut h, "the second prediction", |a| a.history.entries.len() == 2);
     let app = h.state();
     assert_eq!(app.history.entries[1].prediction.params.seed, 7);
+    assert_eq!(app.history.entries[1].textures.len(), 2);
+    // The caption under the second clip and the trajectory's sample picker.
+    assert_eq!(h.query_all_by_label("sample 1").count(), 2);
     // The model's default robot id survives the reload (the params panel never clamps it while
     // no model is loaded).
     assert_eq!(app.history.entries[0].prediction.params.robot_id, 3);
