@@ -28,6 +28,13 @@ pub mod texture {
 
 /// Open the viewer window (blocks until it is closed).
 pub fn run_native(opts: ViewerOptions) -> anyhow::Result<()> {
+    #[cfg(target_os = "linux")]
+    if std::env::var_os("DISPLAY").is_none() && std::env::var_os("WAYLAND_DISPLAY").is_none() && std::env::var_os("WAYLAND_SOCKET").is_none() {
+        anyhow::bail!(
+            "the viewer needs a display (neither DISPLAY nor WAYLAND_DISPLAY is set); \
+             run it in a desktop session (or under xvfb-run), or use the command-line tools: `videovla --help`"
+        );
+    }
     let native = eframe::NativeOptions {
         viewport: egui::ViewportBuilder::default()
             .with_title("VideoVLA imagination viewer")
