@@ -35,4 +35,5 @@ if colors < 200 or std < 0.02:
     print("smoke: the screenshot looks blank"); sys.exit(1)
 PY
 grep -q "panicked" "$LOG" && { echo "smoke: the viewer panicked"; cat "$LOG"; exit 1; }
+grep -q "prediction #1 done" "$LOG" || { echo "smoke: no prediction finished within ${WAIT}s"; cat "$LOG"; exit 1; }
 echo "smoke: ok"

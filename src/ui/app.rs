@@ -263,6 +263,13 @@ impl ViewerApp {
         } else {
             format!("prediction #{id} done in {:.1} s", wall_ms / 1e3)
         });
+        tracing::info!(
+            "prediction #{id} done: {:?}, {} sample(s) of {} frames in {:.0} ms",
+            entry.prediction.instruction,
+            entry.prediction.samples.len(),
+            entry.frames(),
+            wall_ms
+        );
         self.history.push(entry);
     }
 
