@@ -135,6 +135,7 @@ fn viewer_types_runs_scrubs_and_exports() {
     assert_eq!(obs.width(), 64);
     image::open(dir.join("frames/000.png")).unwrap();
     assert!(std::fs::metadata(dir.join("imagination.mp4")).unwrap().len() > 100);
+    assert!(std::fs::metadata(dir.join("side_by_side.mp4")).unwrap().len() > 100);
     let manifest: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("prediction.json")).unwrap()).unwrap();
     assert_eq!(manifest["instruction"], "pick up the red cube");
     let actions: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("actions.json")).unwrap()).unwrap();

@@ -10,7 +10,7 @@
 //! actions.json         raw actions; with statistics also unnormalised, axis-angle and the
 //!                      integrated end-effector poses
 //! actions.csv          the same, one row per action
-//! side_by_side.gif     (viewer, `side_by_side`) observation | imagination | trajectory
+//! side_by_side.gif/.mp4 (viewer, `side_by_side`) observation | imagination | trajectory
 //! ```
 //! With several samples, each sample's files go to `sample-00/`, `sample-01/`, ...; the
 //! prediction manifest and the observation stay at the top. Everything is written into a
@@ -41,7 +41,7 @@ pub struct ExportOptions {
     pub stats: Option<ActionStats>,
     pub start_pose: Pose,
     pub rotation_rule: RotationRule,
-    /// Also write `side_by_side.gif` (observation | imagination | trajectory).
+    /// Also write `side_by_side.gif` (and `.mp4` with `mp4`): observation | imagination | trajectory.
     pub side_by_side: bool,
 }
 
@@ -258,6 +258,9 @@ fn write_sample(
         let panel = frames[0].height().max(192);
         let clip = side_by_side::side_by_side_frames(observation, frames, &trajectory(actions, opts)?, panel);
         write_gif(&dir.join("side_by_side.gif"), &clip, FPS)?;
+        if opts.mp4 {
+            write_mp4(&dir.join("side_by_side.mp4"), &clip, FPS)?;
+        }
     }
     if !frames.is_empty() {
         if opts.gif {
