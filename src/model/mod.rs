@@ -7,6 +7,8 @@
 
 pub mod conv3d;
 pub mod dit;
+pub mod flops;
+pub mod hub;
 pub mod pipeline;
 pub mod preprocess;
 pub mod sampler;
