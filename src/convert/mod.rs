@@ -334,6 +334,24 @@ pub fn convert(from: &Path, out: &Path, opts: &ConvertOptions) -> anyhow::Result
         file.tensors.iter().enumerate().filter(|(i, _)| !used.contains(i)).map(|(_, t)| t.name.clone()).collect();
     let skipped: Vec<String> = file.skipped.iter().map(|(n, why)| format!("{n}: {why}")).collect();
 
+    // The model config: the existing one in `out`, else the given whole config, else released.
+    let cfg_path = out.join("config.json");
+    let mut config: ModelConfig = if cfg_path.is_file() {
+        let text = std::fs::read_to_string(&cfg_path)?;
+        serde_json::from_str(&text).with_context(|| format!("{} exists but is not a model config; remove it or choose another --out", cfg_path.display()))?
+    } else if let Some(full) = full_template.and_then(|v| serde_json::from_value::<ModelConfig>(v).ok()) {
+        full
+    } else {
+        ModelConfig::released()
+    };
+    match cfg_name {
+        "dit" => config.dit = serde_json::from_value(section)?,
+        _ => config.vae = section,
+    }
+    // The input resolution follows from the DiT's latent size and the VAE's spatial factor.
+    if let Ok(vae) = serde_json::from_value::<VaeConfig>(config.vae.clone()) {
+        config.image_size = config.dit.latent_height * (1 << vae.block_out_channels.len().saturating_sub(1));
+    }
     // Write shards into temporaries, then rename them all.
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}; choose a writable --out", out.display()))?;
     let stem = kind.stem();
@@ -391,29 +409,9 @@ pub fn convert(from: &Path, out: &Path, opts: &ConvertOptions) -> anyhow::Result
     });
     crate::util::write_atomic(&out.join(format!("{stem}.safetensors.index.json")), &serde_json::to_vec_pretty(&index)?)?;
 
-    // The model config: the existing one in `out`, else the given whole config, else released.
-    let cfg_path = out.join("config.json");
-    let mut config: ModelConfig = if cfg_path.is_file() {
-        let text = std::fs::read_to_string(&cfg_path)?;
-        serde_json::from_str(&text).with_context(|| format!("{} exists but is not a model config; remove it or choose another --out", cfg_path.display()))?
-    } else if let Some(full) = full_template {
-        serde_json::from_value(full).context("--config is a model config but not a valid one")?
-    } else {
-        ModelConfig::released()
-    };
     match cfg_name {
-        "dit" => {
-            config.dit = serde_json::from_value(section)?;
-            config.files.transformer = names.clone();
-        }
-        _ => {
-            config.vae = section;
-            config.files.vae = names.clone();
-        }
-    }
-    // The input resolution follows from the DiT's latent size and the VAE's spatial factor.
-    if let Ok(vae) = serde_json::from_value::<VaeConfig>(config.vae.clone()) {
-        config.image_size = config.dit.latent_height * (1 << vae.block_out_channels.len().saturating_sub(1));
+        "dit" => config.files.transformer = names.clone(),
+        _ => config.files.vae = names.clone(),
     }
     crate::util::write_atomic(&cfg_path, &serde_json::to_vec_pretty(&config)?)?;
     Ok(ConvertReport {

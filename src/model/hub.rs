@@ -240,9 +240,10 @@ mod tests {
 
     #[test]
     fn cache_dir_follows_the_huggingface_hub_order() {
-        let env = |pairs: &'static [(&'static str, &'static str)]| {
+        fn env(pairs: &[(&'static str, &'static str)]) -> impl Fn(&str) -> Option<OsString> {
+            let pairs = pairs.to_vec();
             move |k: &str| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| OsString::from(v))
-        };
+        }
         let all = [("HF_HUB_CACHE", "/a"), ("HUGGINGFACE_HUB_CACHE", "/b"), ("HF_HOME", "/c"), ("XDG_CACHE_HOME", "/d"), ("HOME", "/e")];
         assert_eq!(cache_dir_with(env(&all)), PathBuf::from("/a"));
         assert_eq!(cache_dir_with(env(&all[1..])), PathBuf::from("/b"));
