@@ -162,6 +162,12 @@ pub fn get_file(file: &HubFile) -> anyhow::Result<PathBuf> {
     fetch(&cache, file)
 }
 
+#[cfg(feature = "download")]
+fn fetch(cache: &Path, file: &HubFile) -> anyhow::Result<PathBuf> {
+    super::download::download(cache, file)
+}
+
+#[cfg(not(feature = "download"))]
 fn fetch(cache: &Path, file: &HubFile) -> anyhow::Result<PathBuf> {
     let rev = if file.repo.revision == "main" { String::new() } else { format!(" --revision {}", file.repo.revision) };
     anyhow::bail!(

@@ -7,6 +7,8 @@
 
 pub mod conv3d;
 pub mod dit;
+#[cfg(feature = "download")]
+pub mod download;
 pub mod flops;
 pub mod hub;
 pub mod pipeline;
