@@ -361,6 +361,13 @@ fn models_resolve_through_the_hub_cache_offline() {
     assert_eq!(actions(&from_folder), actions(&reference));
     let manifest = std::fs::read_to_string(from_folder.join("prediction.json")).unwrap();
     assert!(manifest.contains("hf:THUDM/CogVideoX-5b-I2V/text_encoder/model-00002-of-00002.safetensors"), "{manifest}");
+    // Hub blobs are named by their sha256: the manifest's hash is taken from the name, and it
+    // is the real one.
+    let vae = hub::cached_file(&cache, &HubFile::parse(&released.vae[0]).unwrap()).unwrap();
+    let sha = hub::cached_sha256(&vae).expect("an LFS-style blob");
+    assert_eq!(sha, videovla::export::sha256_file(&vae).unwrap());
+    assert!(manifest.contains(&sha), "{manifest}");
+    assert_eq!(hub::cached_sha256(&conv.join("transformer.safetensors")), None);
 
     // The whole model as a hub repo: relative entries resolve inside the repo's snapshot.
     for f in ["config.json", "transformer.safetensors"] {

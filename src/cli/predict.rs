@@ -118,7 +118,12 @@ pub fn run(a: PredictArgs) -> anyhow::Result<()> {
     }
     let mut hashes = Vec::new();
     for (entry, path) in model.files.weights(&model.config.files) {
-        hashes.push((entry.to_string(), export::sha256_file(path)?));
+        // Hub LFS blobs are named by their sha256; only other files are read and hashed.
+        let hash = match crate::model::hub::cached_sha256(path) {
+            Some(h) => h,
+            None => export::sha256_file(path)?,
+        };
+        hashes.push((entry.to_string(), hash));
     }
     let info = ModelInfo { name: model.config.name.clone(), source: source.to_string(), weight_sha256: hashes };
     let opts = ExportOptions { stats, overwrite: a.overwrite, ..Default::default() };

@@ -179,6 +179,17 @@ fn fetch(cache: &Path, file: &HubFile) -> anyhow::Result<PathBuf> {
     )
 }
 
+/// The sha256 of a file in the hub cache without reading it: Git-LFS files are stored under
+/// `blobs/<sha256 of the content>`, and the snapshot entry is a symlink to that blob. `None`
+/// for anything else (plain files, non-LFS blobs, whose name is a 40-digit git hash).
+pub fn cached_sha256(path: &Path) -> Option<String> {
+    let target = std::fs::read_link(path).ok()?;
+    let name = target.file_name()?.to_str()?;
+    let parent = target.parent()?.file_name()?.to_str()?;
+    (parent == "blobs" && name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit()) && path.is_file())
+        .then(|| name.to_ascii_lowercase())
+}
+
 /// Where a model lives: a local folder or a hub repository.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ModelSource {
