@@ -463,6 +463,21 @@ fn cli_convert_reports_unused_keys_and_flops_prints_the_readme_figures() {
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(stdout.contains("state dict at module") && stdout.contains("unused keys (3)"), "{stdout}");
+    // The checkpoint straight from the hub cache.
+    let cache = tmp.path().join("cache");
+    cache_put(&cache, hub::VIDEOVLA_REPO, "main", COMMIT, hub::VIDEOVLA_CHECKPOINT, &std::fs::read(tmp.path().join("dit.pt")).unwrap());
+    let o = bin()
+        .args(["convert", "--config"])
+        .arg(fixtures().join("dit_tiny.json"))
+        .arg("--from")
+        .arg(hub::hf_entry(hub::VIDEOVLA_REPO, hub::VIDEOVLA_CHECKPOINT))
+        .arg("--out")
+        .arg(tmp.path().join("from-hub"))
+        .env("HF_HUB_CACHE", &cache)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(std::fs::read(tmp.path().join("from-hub/transformer.safetensors")).unwrap(), std::fs::read(tmp.path().join("out/transformer.safetensors")).unwrap());
     let o = bin().arg("flops").output().unwrap();
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(stdout.contains("| 3560 | 80.8 |") && stdout.contains("| 1256 | 25.5 |"), "{stdout}");
