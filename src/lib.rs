@@ -7,6 +7,7 @@
 pub mod action;
 pub mod cli;
 pub mod compare;
+pub mod convert;
 pub mod engine;
 pub mod export;
 pub mod model;

@@ -22,3 +22,14 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     }
     res.with_context(|| format!("cannot write {}", path.display()))
 }
+
+/// ‖a − b‖ / ‖b‖ over all elements, in f64 (the parity tests' error measure).
+pub fn relative_error(a: &candle_core::Tensor, b: &candle_core::Tensor) -> anyhow::Result<f64> {
+    use candle_core::DType;
+    anyhow::ensure!(a.dims() == b.dims(), "shapes differ: {:?} vs {:?}", a.dims(), b.dims());
+    let (a, b) = (a.to_dtype(DType::F64)?, b.to_dtype(DType::F64)?);
+    let num = (&a - &b)?.sqr()?.sum_all()?.to_scalar::<f64>()?;
+    let den = b.sqr()?.sum_all()?.to_scalar::<f64>()?;
+    anyhow::ensure!(den > 0.0, "the reference is all zeros");
+    Ok((num / den).sqrt())
+}

@@ -466,12 +466,14 @@ mod vae_parity {
 }
 
 /// The whole pipeline (tokenizer → T5 → preprocessing → VAE encode with a posterior sample →
-/// guided sampling → chunked decode) on a random tiny model folder, replaying the reference's noise.
-#[test]
-fn pipeline_matches_reference() {
+/// guided sampling → chunked decode) on a model folder, replaying the reference's noise.
+/// The fixture names its model folder (relative to tests/fixtures) and, for large clips, which
+/// frames of the video it stored (`video_frames`).
+fn pipeline_parity(fixture: &str) {
     use videovla::model::pipeline::{CancelToken, ImageLatent, PredictParams, VideoVla};
-    let f = load("pipeline_tiny");
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny_model");
+    let f = load(fixture);
+    let fixtures = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let dir = fixtures.join(f.json["model"].as_str().unwrap());
     let mut model = VideoVla::load(&dir, &Device::Cpu).unwrap();
     let img = f.io("image_u8");
     let (h, w, _) = img.dims3().unwrap();
@@ -487,10 +489,11 @@ fn pipeline_matches_reference() {
                 noise.push(ea.get(i).unwrap());
             }
         }
+        let steps = f.json["steps"].as_u64().or_else(|| f.json["steps"][method].as_u64()).unwrap() as usize;
         let params = PredictParams {
             sampler: SamplerParams {
                 kind,
-                steps: f.json["steps"].as_u64().unwrap() as usize,
+                steps,
                 guidance_scale: f.json["guidance_scale"].as_f64().unwrap(),
                 guidance_exp: f.json["guidance_exp"].as_f64().unwrap(),
                 dynamic_cfg: true,
@@ -508,26 +511,37 @@ fn pipeline_matches_reference() {
             }, &CancelToken::new())
             .unwrap();
         assert_eq!(steps_seen, params.sampler.steps);
+        let tag = format!("{fixture} {method}");
         let (text, _) = model.text.encode(instruction).unwrap();
-        check(&format!("pipeline {method} text"), &text, &io("text"));
+        check(&format!("{tag} text"), &text, &io("text"));
         let s = &pred.samples[0];
-        check(&format!("pipeline {method} latents"), &s.latents.unsqueeze(0).unwrap(), &io("latents"));
+        check(&format!("{tag} latents"), &s.latents.unsqueeze(0).unwrap(), &io("latents"));
         let actions = Tensor::new(s.actions.clone(), &Device::Cpu).unwrap().unsqueeze(0).unwrap();
-        check(&format!("pipeline {method} actions"), &actions, &io("actions"));
+        check(&format!("{tag} actions"), &actions, &io("actions"));
         // Decoded frames: compare the u8 frames with the reference video quantised the same way.
         let reference = videovla::model::pipeline::video_to_frames(&io("video")).unwrap();
-        assert_eq!(s.frames.len(), reference[0].len(), "frame count");
+        let indices: Vec<usize> = match f.json["video_frames"][method].as_array() {
+            Some(list) => list.iter().map(|v| v.as_u64().unwrap() as usize).collect(),
+            None => (0..s.frames.len()).collect(),
+        };
+        assert_eq!(indices.len(), reference[0].len(), "stored frame count");
+        assert_eq!(s.frames.len(), model.num_frames());
         let (mut max_diff, mut sum, mut n) = (0i32, 0f64, 0usize);
-        for (a, b) in s.frames.iter().zip(&reference[0]) {
-            for (x, y) in a.as_raw().iter().zip(b.as_raw()) {
+        for (i, b) in indices.iter().zip(&reference[0]) {
+            for (x, y) in s.frames[*i].as_raw().iter().zip(b.as_raw()) {
                 let d = (*x as i32 - *y as i32).abs();
                 max_diff = max_diff.max(d);
                 sum += d as f64;
                 n += 1;
             }
         }
-        println!("parity pipeline {method} frames        max |Δ| {max_diff} levels, mean {:.2e}", sum / n as f64);
+        println!("parity {tag} frames {indices:?}: max |Δ| {max_diff} levels, mean {:.2e}", sum / n as f64);
         assert!(max_diff <= 1, "decoded frames differ by {max_diff} levels");
-        assert_eq!(pred.observation.dimensions(), (64, 64));
+        assert_eq!(pred.observation.dimensions(), (model.config.image_size as u32, model.config.image_size as u32));
     }
+}
+
+#[test]
+fn pipeline_matches_reference() {
+    pipeline_parity("pipeline_tiny");
 }

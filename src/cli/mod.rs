@@ -3,6 +3,8 @@
 use clap::{Parser, Subcommand};
 
 pub mod bench;
+pub mod convert;
+pub mod flops;
 pub mod predict;
 pub mod sim;
 pub mod viewer;
@@ -22,6 +24,10 @@ pub enum Command {
     Predict(predict::PredictArgs),
     /// Time one full predict stage by stage (optionally beside the PyTorch reference).
     Bench(bench::BenchArgs),
+    /// Convert an official PyTorch checkpoint (DiT or SAT VAE) into a model folder.
+    Convert(convert::ConvertArgs),
+    /// FLOPs per denoising step of a model and the floor they imply on a given peak.
+    Flops(flops::FlopsArgs),
     /// Open the desktop imagination viewer (also what `videovla` with no arguments does).
     Viewer(viewer::ViewerArgs),
 }
@@ -31,6 +37,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Sim(args)) => sim::run(args),
         Some(Command::Bench(args)) => bench::run(args),
         Some(Command::Predict(args)) => predict::run(args),
+        Some(Command::Convert(args)) => convert::run(args),
+        Some(Command::Flops(args)) => flops::run(args),
         Some(Command::Viewer(args)) => viewer::run(args),
         None => viewer::run(viewer::ViewerArgs::default()),
     }

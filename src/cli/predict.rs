@@ -7,6 +7,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::action::ActionStats;
 use crate::export::{self, ExportOptions, ModelInfo};
+use crate::model::hub::ModelSource;
 use crate::model::pipeline::{device_from_name, CancelToken, Progress, Stage, VideoVla};
 use crate::model::sampler::SamplerKind;
 
@@ -21,9 +22,10 @@ pub struct PredictArgs {
     /// Output folder (must be new or empty unless --overwrite).
     #[arg(long)]
     pub out: PathBuf,
-    /// Model folder (default: the embedded models/tiny-sim).
+    /// Model folder, or a hub repository `hf:ORG/NAME[@REV]` (looked up in the Hugging Face
+    /// cache first). Default: the embedded models/tiny-sim.
     #[arg(long)]
-    pub model: Option<PathBuf>,
+    pub model: Option<String>,
     #[arg(long, value_enum)]
     pub sampler: Option<SamplerKind>,
     #[arg(long)]
@@ -70,8 +72,11 @@ pub fn run(a: PredictArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot read the image {}; give a PNG or JPEG file", a.image.display()))?
         .to_rgb8();
     let device = device_from_name(&a.device)?;
-    let dir = a.model.clone().unwrap_or_else(default_model_dir);
-    let mut model = VideoVla::load(&dir, &device)?;
+    let source = match &a.model {
+        Some(m) => ModelSource::parse(m)?,
+        None => ModelSource::Dir(default_model_dir()),
+    };
+    let mut model = VideoVla::load_source(&source, &device)?;
     let stats = match &a.action_stats {
         Some(p) => Some(ActionStats::load(p, a.unnorm_key.as_deref())?),
         None => model.action_stats()?,
@@ -112,11 +117,15 @@ pub fn run(a: PredictArgs) -> anyhow::Result<()> {
         eprintln!("warning: the instruction has {n} tokens; only the first {} were used", model.config.dit.text_length);
     }
     let mut hashes = Vec::new();
-    let f = &model.config.files;
-    for file in f.transformer.iter().chain(&f.vae).chain(&f.text_encoder) {
-        hashes.push((file.clone(), export::sha256_file(&dir.join(file))?));
+    for (entry, path) in model.files.weights(&model.config.files) {
+        // Hub LFS blobs are named by their sha256; only other files are read and hashed.
+        let hash = match crate::model::hub::cached_sha256(path) {
+            Some(h) => h,
+            None => export::sha256_file(path)?,
+        };
+        hashes.push((entry.to_string(), hash));
     }
-    let info = ModelInfo { name: model.config.name.clone(), source: dir.display().to_string(), weight_sha256: hashes };
+    let info = ModelInfo { name: model.config.name.clone(), source: source.to_string(), weight_sha256: hashes };
     let opts = ExportOptions { stats, overwrite: a.overwrite, ..Default::default() };
     let out = export::export_prediction(&pred, &info, &a.out, &opts)?;
     let t = &pred.timings;

@@ -7,6 +7,10 @@
 
 pub mod conv3d;
 pub mod dit;
+#[cfg(feature = "download")]
+pub mod download;
+pub mod flops;
+pub mod hub;
 pub mod pipeline;
 pub mod preprocess;
 pub mod sampler;

@@ -14,6 +14,7 @@ use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
 
 use super::dit::{Dit, DitConfig};
+use super::hub::ModelSource;
 use super::preprocess;
 use super::sampler::{self, check_finite, Conditioning, NoiseSource, SamplerParams, SeededNoise};
 use super::text::TextEncoder;
@@ -50,7 +51,50 @@ pub struct ModelConfig {
     pub num_frames: Option<usize>,
 }
 
-/// File names inside a model folder.
+impl ModelConfig {
+    /// The released VideoVLA: the DiT converted from the official checkpoint into the model
+    /// folder (`transformer.safetensors`), T5-XXL and the VAE from the hub repos named in
+    /// [`super::hub`], 50 DPM++ steps with DynamicCFG 6.
+    pub fn released() -> Self {
+        use super::hub::{hf_entry, COGVIDEOX_REPO, T5_WEIGHTS, TOKENIZER_FILE, TOKENIZER_REPO, VAE_WEIGHTS};
+        let dit = DitConfig::released();
+        let vae = VaeConfig::released();
+        Self {
+            name: "VideoVLA (released checkpoint)".into(),
+            image_size: dit.latent_height * (1 << (vae.block_out_channels.len() - 1)),
+            default_robot_id: 0,
+            dit,
+            vae: serde_json::to_value(&vae).expect("VAE config serialises"),
+            text_encoder: t5_v1_1_xxl_config(),
+            sampler: Some(SamplerParams::default()),
+            files: ModelFiles {
+                transformer: vec!["transformer.safetensors".into()],
+                vae: VAE_WEIGHTS.iter().map(|f| hf_entry(COGVIDEOX_REPO, f)).collect(),
+                text_encoder: T5_WEIGHTS.iter().map(|f| hf_entry(COGVIDEOX_REPO, f)).collect(),
+                tokenizer: hf_entry(TOKENIZER_REPO, TOKENIZER_FILE),
+            },
+            action_stats: None,
+            unnorm_key: None,
+            num_frames: Some(49),
+        }
+    }
+}
+
+/// `text_encoder/config.json` of the CogVideoX repos: google/t5-v1_1-xxl.
+pub fn t5_v1_1_xxl_config() -> serde_json::Value {
+    serde_json::json!({
+        "d_ff": 10240, "d_kv": 64, "d_model": 4096, "decoder_start_token_id": 0,
+        "dense_act_fn": "gelu_new", "dropout_rate": 0.1, "eos_token_id": 1,
+        "feed_forward_proj": "gated-gelu", "initializer_factor": 1.0, "is_encoder_decoder": true,
+        "is_gated_act": true, "layer_norm_epsilon": 1e-6, "model_type": "t5",
+        "num_decoder_layers": 24, "num_heads": 64, "num_layers": 24, "pad_token_id": 0,
+        "relative_attention_max_distance": 128, "relative_attention_num_buckets": 32,
+        "tie_word_embeddings": false, "vocab_size": 32128
+    })
+}
+
+/// The weight files of a model. Each entry is a path relative to the model folder (or hub
+/// repo), an absolute path, or `hf:ORG/NAME[@REV]/PATH` (see [`super::hub`]).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ModelFiles {
     pub transformer: Vec<String>,
@@ -96,28 +140,68 @@ pub fn default_dtype(device: &Device) -> DType {
     }
 }
 
-fn mmap_vb(dir: &Path, files: &[String], dtype: DType, device: &Device, what: &str) -> anyhow::Result<VarBuilder<'static>> {
-    let paths: Vec<PathBuf> = files.iter().map(|f| dir.join(f)).collect();
-    for p in &paths {
+/// The local paths of a model's files (hub entries resolved through the cache).
+#[derive(Debug, Clone, Default)]
+pub struct ResolvedFiles {
+    pub transformer: Vec<PathBuf>,
+    pub vae: Vec<PathBuf>,
+    pub text_encoder: Vec<PathBuf>,
+    pub tokenizer: PathBuf,
+}
+
+impl ResolvedFiles {
+    fn resolve(source: &ModelSource, files: &ModelFiles) -> anyhow::Result<Self> {
+        let all = |v: &[String]| v.iter().map(|f| source.resolve(f)).collect::<anyhow::Result<Vec<_>>>();
+        Ok(Self {
+            transformer: all(&files.transformer)?,
+            vae: all(&files.vae)?,
+            text_encoder: all(&files.text_encoder)?,
+            tokenizer: source.resolve(&files.tokenizer)?,
+        })
+    }
+
+    /// Every weight file with its config entry, for manifests.
+    pub fn weights<'a>(&'a self, files: &'a ModelFiles) -> Vec<(&'a str, &'a Path)> {
+        let names = files.transformer.iter().chain(&files.vae).chain(&files.text_encoder);
+        let paths = self.transformer.iter().chain(&self.vae).chain(&self.text_encoder);
+        names.map(String::as_str).zip(paths.map(PathBuf::as_path)).collect()
+    }
+}
+
+fn mmap_vb(paths: &[PathBuf], dtype: DType, device: &Device, what: &str) -> anyhow::Result<VarBuilder<'static>> {
+    for p in paths {
         anyhow::ensure!(
             p.is_file(),
             "missing {what} weights {}; the model folder is incomplete (re-export or re-download it)",
             p.display()
         );
         // Validate the header up front so a truncated file fails here with its name.
-        let bytes = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
-        safetensors::SafeTensors::deserialize(&bytes).map_err(|e| {
-            anyhow::anyhow!("{} is not a valid safetensors file ({e}); it is corrupt or truncated, re-export or re-download it", p.display())
-        })?;
+        check_safetensors(p)?;
     }
     // SAFETY: the files are memory-mapped read-only; they must not be modified while loaded.
-    Ok(unsafe { VarBuilder::from_mmaped_safetensors(&paths, dtype, device)? })
+    Ok(unsafe { VarBuilder::from_mmaped_safetensors(paths, dtype, device)? })
+}
+
+/// Check a safetensors file's header and that the data the header promises is all there,
+/// without reading the data (memory-mapped).
+fn check_safetensors(p: &Path) -> anyhow::Result<()> {
+    let file = std::fs::File::open(p).with_context(|| format!("reading {}", p.display()))?;
+    // SAFETY: read-only map, dropped before returning.
+    let map = unsafe { memmap2::Mmap::map(&file) }.with_context(|| format!("reading {}", p.display()))?;
+    safetensors::SafeTensors::deserialize(&map).map_err(|e| {
+        anyhow::anyhow!("{} is not a valid safetensors file ({e}); it is corrupt or truncated, re-export or re-download it", p.display())
+    })?;
+    Ok(())
 }
 
 /// A loaded model: text encoder, VAE and DiT on one device.
 pub struct VideoVla {
     pub config: ModelConfig,
+    /// The folder holding config.json (for a hub model: its snapshot folder in the cache).
     pub dir: PathBuf,
+    pub source: ModelSource,
+    /// Local paths of the weight files actually loaded.
+    pub files: ResolvedFiles,
     pub text: TextEncoder,
     pub vae: AutoencoderKLCogVideoX,
     pub dit: Dit,
@@ -125,34 +209,46 @@ pub struct VideoVla {
 }
 
 impl VideoVla {
+    /// Load a model folder (see [`Self::load_source`]).
     pub fn load(dir: &Path, device: &Device) -> anyhow::Result<Self> {
-        let cfg_path = dir.join("config.json");
+        Self::load_source(&ModelSource::Dir(dir.to_path_buf()), device)
+    }
+
+    /// Load a model from a folder or a hub repository: config.json, then every file entry
+    /// resolved (relative to the folder/repo, absolute, or `hf:` from the hub cache) and
+    /// memory-mapped.
+    pub fn load_source(source: &ModelSource, device: &Device) -> anyhow::Result<Self> {
+        let cfg_path = source.resolve("config.json")?;
         let raw = std::fs::read_to_string(&cfg_path).with_context(|| {
             format!("cannot read {}; --model must be a folder with config.json and the weights", cfg_path.display())
         })?;
+        let dir = cfg_path.parent().map(Path::to_path_buf).unwrap_or_default();
         let config: ModelConfig = serde_json::from_str(&raw)
             .with_context(|| format!("{} is not a valid model config", cfg_path.display()))?;
         let dtype = default_dtype(device);
+        config.dit.validate()?;
         let t5_cfg: candle_transformers::models::t5::Config =
             serde_json::from_value(config.text_encoder.clone()).context("text_encoder config")?;
         let vae_cfg: VaeConfig = serde_json::from_value(config.vae.clone()).context("vae config")?;
         vae_cfg.validate()?;
-        let files = &config.files;
-        let tokenizer = TextEncoder::load_tokenizer(&dir.join(&files.tokenizer))?;
+        let files = ResolvedFiles::resolve(source, &config.files)?;
+        let tokenizer = TextEncoder::load_tokenizer(&files.tokenizer)?;
         // T5 runs in float32 on CPU; on CUDA in bf16 like the official code.
         let text = TextEncoder::new(
             &t5_cfg,
-            mmap_vb(dir, &files.text_encoder, dtype, device, "text encoder")?,
+            mmap_vb(&files.text_encoder, dtype, device, "text encoder")?,
             tokenizer,
             config.dit.text_length,
         )?;
-        let vae = AutoencoderKLCogVideoX::new(&vae_cfg, mmap_vb(dir, &files.vae, dtype, device, "VAE")?)
+        let vae = AutoencoderKLCogVideoX::new(&vae_cfg, mmap_vb(&files.vae, dtype, device, "VAE")?)
             .context("loading the VAE")?;
-        let dit = Dit::new(&config.dit, mmap_vb(dir, &files.transformer, dtype, device, "transformer")?)
+        let dit = Dit::new(&config.dit, mmap_vb(&files.transformer, dtype, device, "transformer")?)
             .context("loading the transformer")?;
         Ok(Self {
             config,
-            dir: dir.to_path_buf(),
+            dir,
+            source: source.clone(),
+            files,
             text,
             vae,
             dit,
@@ -172,7 +268,7 @@ impl VideoVla {
     /// The action statistics named by the config, if any.
     pub fn action_stats(&self) -> anyhow::Result<Option<crate::action::ActionStats>> {
         match &self.config.action_stats {
-            Some(f) => Ok(Some(crate::action::ActionStats::load(&self.dir.join(f), self.config.unnorm_key.as_deref())?)),
+            Some(f) => Ok(Some(crate::action::ActionStats::load(&self.source.resolve(f)?, self.config.unnorm_key.as_deref())?)),
             None => Ok(None),
         }
     }

@@ -20,7 +20,7 @@
 
 use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::VarBuilder;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::conv3d::{conv3d_cthw, CausalConv3d, Conv3dAlgo, Conv3dWeights, ConvCache, PointwiseConv3d};
 
@@ -191,7 +191,7 @@ impl GroupNorm3d {
 
 /// diffusers' `vae/config.json` for `AutoencoderKLCogVideoX`; unknown keys are ignored and
 /// missing keys take the released CogVideoX(-5B-I2V) values.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct VaeConfig {
     pub in_channels: usize,
