@@ -324,3 +324,49 @@ fn viewer_image_file_source_and_action_statistics() {
     assert!(h.query_by_label("dx (unnorm)").is_some());
     assert!(h.query_by_label_contains("actions (unnormalised)").is_some());
 }
+
+#[test]
+fn viewer_model_picker_loads_from_the_hub_cache_and_reports_bad_ids() {
+    // A hub cache holding the tiny model as `test-org/tiny` (huggingface_hub's layout).
+    let cache = tempfile::tempdir().unwrap();
+    let commit = "0123456789abcdef0123456789abcdef01234567";
+    let repo = cache.path().join("models--test-org--tiny");
+    let snap = repo.join("snapshots").join(commit);
+    std::fs::create_dir_all(&snap).unwrap();
+    std::fs::create_dir_all(repo.join("refs")).unwrap();
+    std::fs::write(repo.join("refs/main"), commit).unwrap();
+    for f in std::fs::read_dir(tiny_model()).unwrap() {
+        let f = f.unwrap().path();
+        std::fs::copy(&f, snap.join(f.file_name().unwrap())).unwrap();
+    }
+    std::env::set_var("HF_HUB_CACHE", cache.path());
+
+    let mut h = harness(FixedDialogs::default());
+    step_until(&mut h, "the model", |a| a.model_summary().is_some());
+    // Not in the cache: the error names the repository; the app keeps working.
+    h.get_by_label("Hub id").click();
+    h.run_steps(1);
+    h.get_by_label("Hub id").type_text("hf:test-org/missing");
+    h.run_steps(2);
+    assert_eq!(h.state().hub_id, "hf:test-org/missing");
+    h.get_by_label("Load").click();
+    step_until(&mut h, "the load error", |a| a.error.is_some());
+    let err = h.state().error.clone().unwrap();
+    assert!(err.contains("test-org/missing"), "{err}");
+    assert!(matches!(h.state().model, videovla::ui::app::ModelState::Failed(_)));
+    // A malformed id is refused before anything is loaded.
+    h.state_mut().hub_id = "not a hub id".into();
+    h.state_mut().error = None;
+    h.run_steps(1);
+    h.get_by_label("Load").click();
+    h.run_steps(2);
+    assert!(h.state().error.as_deref().unwrap_or("").contains("hub reference"), "{:?}", h.state().error);
+    // The cached one loads and runs.
+    h.state_mut().hub_id = "test-org/tiny".into();
+    h.run_steps(1);
+    h.get_by_label("Load").click();
+    step_until(&mut h, "the hub model", |a| a.model_summary().is_some_and(|m| m.source.to_string() == "hf:test-org/tiny"));
+    h.get_by_label("Run").click();
+    step_until(&mut h, "the prediction", |a| !a.history.entries.is_empty());
+    assert_eq!(h.state().history.entries[0].model.source, "hf:test-org/tiny");
+}

@@ -6,7 +6,7 @@ use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::action::ActionStats;
-use crate::export::{self, ExportOptions, ModelInfo};
+use crate::export::{self, ExportOptions};
 use crate::model::hub::ModelSource;
 use crate::model::pipeline::{device_from_name, CancelToken, Progress, Stage, VideoVla};
 use crate::model::sampler::SamplerKind;
@@ -116,16 +116,7 @@ pub fn run(a: PredictArgs) -> anyhow::Result<()> {
     if let Some(n) = pred.truncated_from {
         eprintln!("warning: the instruction has {n} tokens; only the first {} were used", model.config.dit.text_length);
     }
-    let mut hashes = Vec::new();
-    for (entry, path) in model.files.weights(&model.config.files) {
-        // Hub LFS blobs are named by their sha256; only other files are read and hashed.
-        let hash = match crate::model::hub::cached_sha256(path) {
-            Some(h) => h,
-            None => export::sha256_file(path)?,
-        };
-        hashes.push((entry.to_string(), hash));
-    }
-    let info = ModelInfo { name: model.config.name.clone(), source: source.to_string(), weight_sha256: hashes };
+    let info = export::model_info(&model)?;
     let opts = ExportOptions { stats, overwrite: a.overwrite, ..Default::default() };
     let out = export::export_prediction(&pred, &info, &a.out, &opts)?;
     let t = &pred.timings;

@@ -17,12 +17,13 @@ use crossbeam_channel::{Receiver, Sender};
 
 use crate::action::ActionStats;
 use crate::export::ModelInfo;
+use crate::model::hub::ModelSource;
 use crate::model::pipeline::{CancelToken, Cancelled, Prediction, PredictParams, Progress, Stage, VideoVla};
 
 /// What the UI asks the worker to do.
 pub enum Request {
-    /// Load the model folder (replacing the current model).
-    Load { dir: PathBuf },
+    /// Load a model folder or hub repository (replacing the current model).
+    Load { source: ModelSource },
     /// One prediction with the loaded model.
     Predict { id: u64, image: image::RgbImage, instruction: String, params: PredictParams },
     /// Test hook: panic inside the worker (checks that the worker survives).
@@ -34,6 +35,8 @@ pub enum Request {
 /// A loaded model as the UI sees it.
 #[derive(Debug, Clone)]
 pub struct ModelSummary {
+    pub source: ModelSource,
+    /// The folder holding config.json (for a hub model, its snapshot in the cache).
     pub dir: PathBuf,
     pub name: String,
     pub image_size: usize,
@@ -47,7 +50,7 @@ pub struct ModelSummary {
 
 /// What the worker reports.
 pub enum Event {
-    ModelLoading { dir: PathBuf },
+    ModelLoading { source: ModelSource },
     ModelLoaded(Box<ModelSummary>),
     Stage { id: u64, stage: Stage },
     Progress {
@@ -83,19 +86,6 @@ fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
     }
 }
 
-/// Hash the weight files for the manifest (same as `videovla predict`).
-fn model_info(model: &VideoVla, dir: &std::path::Path) -> ModelInfo {
-    let f = &model.config.files;
-    let weight_sha256 = f
-        .transformer
-        .iter()
-        .chain(&f.vae)
-        .chain(&f.text_encoder)
-        .filter_map(|file| crate::export::sha256_file(&dir.join(file)).ok().map(|h| (file.clone(), h)))
-        .collect();
-    ModelInfo { name: model.config.name.clone(), source: dir.display().to_string(), weight_sha256 }
-}
-
 struct Worker {
     model: Option<VideoVla>,
     events: Sender<Event>,
@@ -113,16 +103,18 @@ impl Worker {
         match req {
             Request::Shutdown => return false,
             Request::Panic => panic!("test panic requested"),
-            Request::Load { dir } => {
-                self.send(Event::ModelLoading { dir: dir.clone() });
+            Request::Load { source } => {
+                self.send(Event::ModelLoading { source: source.clone() });
                 self.model = None;
-                match VideoVla::load(&dir, &candle_core::Device::Cpu).and_then(|m| {
+                match VideoVla::load_source(&source, &candle_core::Device::Cpu).and_then(|m| {
                     let stats = m.action_stats()?;
-                    Ok((m, stats))
+                    let info = crate::export::model_info(&m)?;
+                    Ok((m, stats, info))
                 }) {
-                    Ok((m, stats)) => {
+                    Ok((m, stats, info)) => {
                         let s = ModelSummary {
-                            dir: dir.clone(),
+                            source: source.clone(),
+                            dir: m.dir.clone(),
                             name: m.config.name.clone(),
                             image_size: m.config.image_size,
                             num_frames: m.num_frames(),
@@ -130,12 +122,12 @@ impl Worker {
                             num_robot_ids: m.config.dit.num_robot_ids,
                             default_params: m.default_params(),
                             stats,
-                            info: model_info(&m, &dir),
+                            info,
                         };
                         self.model = Some(m);
                         self.send(Event::ModelLoaded(Box::new(s)));
                     }
-                    Err(e) => self.send(Event::Error { id: None, message: format!("loading {}: {e:#}", dir.display()) }),
+                    Err(e) => self.send(Event::Error { id: None, message: format!("loading {source}: {e:#}") }),
                 }
             }
             Request::Predict { id, image, instruction, params } => {
@@ -183,14 +175,14 @@ impl Engine {
         let handle = std::thread::Builder::new()
             .name("videovla-engine".into())
             .spawn(move || {
-                let mut last_dir: Option<PathBuf> = None;
+                let mut last_source: Option<ModelSource> = None;
                 while let Ok(req) = req_rx.recv() {
                     let id = match &req {
                         Request::Predict { id, .. } => Some(*id),
                         _ => None,
                     };
-                    if let Request::Load { dir } = &req {
-                        last_dir = Some(dir.clone());
+                    if let Request::Load { source } = &req {
+                        last_source = Some(source.clone());
                     }
                     match std::panic::catch_unwind(AssertUnwindSafe(|| worker.serve(req))) {
                         Ok(true) => {}
@@ -199,12 +191,12 @@ impl Engine {
                             let message = format!("the inference worker panicked: {}; it has recovered", panic_message(&*p));
                             // The model may be in a half-updated state: reload it.
                             worker.model = None;
-                            if let Some(dir) = &last_dir {
-                                worker.send(Event::ModelLoading { dir: dir.clone() });
+                            if let Some(source) = &last_source {
+                                worker.send(Event::ModelLoading { source: source.clone() });
                             }
                             worker.send(Event::Error { id, message });
-                            if let Some(dir) = last_dir.clone() {
-                                let _ = std::panic::catch_unwind(AssertUnwindSafe(|| worker.serve(Request::Load { dir })));
+                            if let Some(source) = last_source.clone() {
+                                let _ = std::panic::catch_unwind(AssertUnwindSafe(|| worker.serve(Request::Load { source })));
                             }
                         }
                     }
@@ -270,7 +262,7 @@ mod tests {
     #[test]
     fn worker_predicts_cancels_and_survives_a_panic() {
         let e = Engine::spawn(|| {});
-        e.send(Request::Load { dir: tiny() });
+        e.send(Request::Load { source: ModelSource::Dir(tiny()) });
         let summary = wait(&e, |ev| match ev {
             Event::ModelLoaded(s) => Some(s),
             Event::Error { message, .. } => panic!("{message}"),

@@ -94,6 +94,20 @@ fn parent_of(out: &Path) -> PathBuf {
     out.parent().filter(|p| !p.as_os_str().is_empty()).map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."))
 }
 
+/// The identity of a loaded model for the manifest: name, source and the sha256 of every
+/// weight file (hub LFS blobs are named by their sha256, so those are not read again).
+pub fn model_info(model: &crate::model::pipeline::VideoVla) -> anyhow::Result<ModelInfo> {
+    let mut hashes = Vec::new();
+    for (entry, path) in model.files.weights(&model.config.files) {
+        let hash = match crate::model::hub::cached_sha256(path) {
+            Some(h) => h,
+            None => sha256_file(path)?,
+        };
+        hashes.push((entry.to_string(), hash));
+    }
+    Ok(ModelInfo { name: model.config.name.clone(), source: model.source.to_string(), weight_sha256: hashes })
+}
+
 /// sha256 of a file, streamed.
 pub fn sha256_file(path: &Path) -> anyhow::Result<String> {
     use sha2::{Digest, Sha256};

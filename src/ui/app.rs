@@ -21,6 +21,7 @@ use crate::action::view::pose_index_for_frame;
 use crate::action::{Pose, RotationRule};
 use crate::engine::{Engine, Event, ModelSummary, Request};
 use crate::export::{trajectory, ExportOptions};
+use crate::model::hub::ModelSource;
 use crate::model::pipeline::Prediction;
 
 pub struct ViewerOptions {
@@ -61,7 +62,7 @@ pub fn resolve_model_dir(explicit: Option<PathBuf>) -> (PathBuf, Option<String>)
 }
 
 pub enum ModelState {
-    Loading(PathBuf),
+    Loading(ModelSource),
     Ready(Box<ModelSummary>),
     Failed(String),
 }
@@ -89,6 +90,8 @@ pub struct ViewerApp {
     pub export: ExportPanel,
     pub demo: DemoMode,
     pub error: Option<String>,
+    /// The hub repository typed into the model picker.
+    pub hub_id: String,
     pub status: Option<String>,
     pub sample: usize,
     dialogs: Box<dyn Dialogs>,
@@ -102,10 +105,10 @@ impl ViewerApp {
         let ctx = cc.egui_ctx.clone();
         let engine = Engine::spawn(move || ctx.request_repaint());
         let (dir, notice) = resolve_model_dir(opts.model_dir.clone());
-        engine.send(Request::Load { dir: dir.clone() });
+        engine.send(Request::Load { source: ModelSource::Dir(dir.clone()) });
         let mut app = ViewerApp {
             engine,
-            model: ModelState::Loading(dir),
+            model: ModelState::Loading(ModelSource::Dir(dir)),
             notice,
             source: SourcePanel::default(),
             instruction: InstructionPanel::default(),
@@ -119,6 +122,7 @@ impl ViewerApp {
             export: ExportPanel::default(),
             demo: DemoMode::default(),
             error: None,
+            hub_id: String::new(),
             status: None,
             sample: 0,
             dialogs: opts.dialogs,
@@ -145,14 +149,14 @@ impl ViewerApp {
     }
 
     /// Load another model folder on the worker.
-    pub fn load_model(&mut self, dir: PathBuf, notice: Option<String>) {
+    pub fn load_model(&mut self, source: ModelSource, notice: Option<String>) {
         if self.busy() {
             self.error = Some("wait for the running prediction (or cancel it) before switching models".into());
             return;
         }
         self.notice = notice;
-        self.model = ModelState::Loading(dir.clone());
-        self.engine.send(Request::Load { dir });
+        self.model = ModelState::Loading(source.clone());
+        self.engine.send(Request::Load { source });
     }
 
     /// Start a prediction with the current source, instruction and parameters.
@@ -277,7 +281,7 @@ impl ViewerApp {
     pub fn poll(&mut self, ctx: &egui::Context) {
         while let Some(ev) = self.engine.try_recv() {
             match ev {
-                Event::ModelLoading { dir } => self.model = ModelState::Loading(dir),
+                Event::ModelLoading { source } => self.model = ModelState::Loading(source),
                 Event::ModelLoaded(m) => {
                     self.params.adopt_defaults(&m);
                     self.model = ModelState::Ready(m);
@@ -352,14 +356,19 @@ impl ViewerApp {
             match &self.model {
                 ModelState::Loading(d) => {
                     ui.add(egui::Spinner::new());
-                    ui.label(format!("loading {}", d.display()));
+                    let extra = match d {
+                        ModelSource::Hub(_) if cfg!(feature = "download") => " (missing files are downloaded; progress in the terminal)",
+                        _ => "",
+                    };
+                    ui.label(format!("loading {d}{extra}"));
                 }
                 ModelState::Ready(m) => {
                     ui.label(format!("model: {} ({} frames, {}×{})", m.name, m.num_frames, m.image_size, m.image_size))
-                        .on_hover_text(m.dir.display().to_string());
+                        .on_hover_text(format!("{} ({})", m.source, m.dir.display()));
                 }
                 ModelState::Failed(e) => {
-                    ui.colored_label(ui.visuals().error_fg_color, format!("no model: {e}"));
+                    // The full message is in the error line; keep the bar short.
+                    ui.colored_label(ui.visuals().error_fg_color, "no model loaded").on_hover_text(e);
                 }
             }
             let mut pick: Option<PathBuf> = None;
@@ -374,9 +383,20 @@ impl ViewerApp {
             if let Some(p) = pick {
                 if p.as_os_str().is_empty() {
                     let (dir, notice) = resolve_model_dir(None);
-                    self.load_model(dir, notice);
+                    self.load_model(ModelSource::Dir(dir), notice);
                 } else {
-                    self.load_model(p, None);
+                    self.load_model(ModelSource::Dir(p), None);
+                }
+            }
+            let l = ui.label("Hub id");
+            ui.add(egui::TextEdit::singleline(&mut self.hub_id).hint_text("hf:ORG/NAME[@REV]").desired_width(180.0))
+                .labelled_by(l.id);
+            if ui.add_enabled(!self.hub_id.trim().is_empty(), egui::Button::new("Load")).on_hover_text("A model repository from the Hugging Face cache").clicked() {
+                let spec = self.hub_id.trim();
+                let spec = if spec.starts_with("hf:") { spec.to_string() } else { format!("hf:{spec}") };
+                match ModelSource::parse(&spec) {
+                    Ok(src) => self.load_model(src, None),
+                    Err(e) => self.error = Some(format!("{e:#}")),
                 }
             }
             let mut on = self.demo.on;
