@@ -15,7 +15,31 @@ fn tiny_model() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny_model")
 }
 
+/// Process-wide environment for these tests, set once before any harness starts (other
+/// threads' C code, e.g. the Vulkan loader, reads the environment too):
+/// no embedded model (so the default falls back to the test model and says so), and a hub
+/// cache holding the tiny model as `test-org/tiny` (huggingface_hub's layout).
+fn setup() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let cache = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("viewer-hub-cache");
+        let commit = "0123456789abcdef0123456789abcdef01234567";
+        let repo = cache.join("models--test-org--tiny");
+        let snap = repo.join("snapshots").join(commit);
+        std::fs::create_dir_all(&snap).unwrap();
+        std::fs::create_dir_all(repo.join("refs")).unwrap();
+        std::fs::write(repo.join("refs/main"), commit).unwrap();
+        for f in std::fs::read_dir(tiny_model()).unwrap() {
+            let f = f.unwrap().path();
+            std::fs::copy(&f, snap.join(f.file_name().unwrap())).unwrap();
+        }
+        std::env::set_var("HF_HUB_CACHE", &cache);
+        std::env::set_var("VIDEOVLA_MODEL_DIR", "/nonexistent/videovla-model");
+    });
+}
+
 fn harness(dialogs: FixedDialogs) -> Harness<'static, ViewerApp> {
+    setup();
     Harness::builder()
         .with_size(egui::vec2(1400.0, 900.0))
         .wgpu()
@@ -210,8 +234,8 @@ fn viewer_cancels_survives_a_worker_panic_and_compares_history() {
 
 #[test]
 fn viewer_demo_mode_keys_and_the_untrained_default_model_notice() {
-    // No embedded model: the viewer falls back to the test model and says so on screen.
-    std::env::set_var("VIDEOVLA_MODEL_DIR", "/nonexistent/videovla-model");
+    // No embedded model (see `setup`): the viewer falls back to the test model and says so.
+    setup();
     let mut h = Harness::builder().with_size(egui::vec2(1400.0, 900.0)).wgpu().build_eframe(|cc| {
         ViewerApp::new(cc, ViewerOptions { dialogs: Box::new(FixedDialogs::default()), hide_timings: true, ..Default::default() })
     });
@@ -327,20 +351,7 @@ fn viewer_image_file_source_and_action_statistics() {
 
 #[test]
 fn viewer_model_picker_loads_from_the_hub_cache_and_reports_bad_ids() {
-    // A hub cache holding the tiny model as `test-org/tiny` (huggingface_hub's layout).
-    let cache = tempfile::tempdir().unwrap();
-    let commit = "0123456789abcdef0123456789abcdef01234567";
-    let repo = cache.path().join("models--test-org--tiny");
-    let snap = repo.join("snapshots").join(commit);
-    std::fs::create_dir_all(&snap).unwrap();
-    std::fs::create_dir_all(repo.join("refs")).unwrap();
-    std::fs::write(repo.join("refs/main"), commit).unwrap();
-    for f in std::fs::read_dir(tiny_model()).unwrap() {
-        let f = f.unwrap().path();
-        std::fs::copy(&f, snap.join(f.file_name().unwrap())).unwrap();
-    }
-    std::env::set_var("HF_HUB_CACHE", cache.path());
-
+    // The hub cache of `setup` holds the tiny model as `test-org/tiny`.
     let mut h = harness(FixedDialogs::default());
     step_until(&mut h, "the model", |a| a.model_summary().is_some());
     // Not in the cache: the error names the repository; the app keeps working.
