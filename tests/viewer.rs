@@ -328,7 +328,18 @@ fn viewer_image_file_source_and_action_statistics() {
     h.run_steps(2);
     assert_eq!(h.state().source.image().unwrap().dimensions(), (50, 70));
     assert_eq!(h.state().source.image().unwrap().get_pixel(3, 3).0, [10, 200, 30]);
-    h.get_by_label("Open image…").click();
+    // A file dropped on the window replaces that.
+    #[derive(Debug)]
+    struct Dropped(PathBuf);
+    impl egui::DroppedFile for Dropped {
+        fn path(&self) -> &std::path::Path {
+            &self.0
+        }
+        fn bytes(&self) -> Result<Vec<u8>, String> {
+            std::fs::read(&self.0).map_err(|e| e.to_string())
+        }
+    }
+    h.input_mut().dropped_files.push(std::sync::Arc::new(Dropped(img_path.clone())));
     h.run_steps(2);
     assert_eq!(h.state().source.image().unwrap().dimensions(), (120, 80));
 
