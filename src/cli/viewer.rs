@@ -16,9 +16,20 @@ pub struct ViewerArgs {
     /// Start in demo mode (fullscreen, large type).
     #[arg(long)]
     pub demo: bool,
+    /// With --auto-run: record UI frame times while the prediction runs, write median and
+    /// 99th percentile as JSON to FILE, then close (the responsiveness benchmark).
+    #[arg(long, value_name = "FILE")]
+    pub measure_frames: Option<PathBuf>,
 }
 
 pub fn run(a: ViewerArgs) -> anyhow::Result<()> {
-    let opts = ViewerOptions { model_dir: a.model, auto_run: a.auto_run, demo: a.demo, ..Default::default() };
+    anyhow::ensure!(a.measure_frames.is_none() || a.auto_run, "--measure-frames needs --auto-run");
+    let opts = ViewerOptions {
+        model_dir: a.model,
+        auto_run: a.auto_run,
+        demo: a.demo,
+        measure_frames: a.measure_frames,
+        ..Default::default()
+    };
     crate::ui::run_native(opts)
 }

@@ -34,11 +34,64 @@ pub struct ViewerOptions {
     /// Leave wall-clock times out of the UI (reproducible screenshots).
     pub hide_timings: bool,
     pub demo: bool,
+    /// Measure UI frame times while the auto-run prediction runs, write them here as JSON and
+    /// close the window when it finishes (the responsiveness benchmark).
+    pub measure_frames: Option<PathBuf>,
 }
 
 impl Default for ViewerOptions {
     fn default() -> Self {
-        Self { model_dir: None, dialogs: Box::new(NativeDialogs), auto_run: false, hide_timings: false, demo: false }
+        Self {
+            model_dir: None,
+            dialogs: Box::new(NativeDialogs),
+            auto_run: false,
+            hide_timings: false,
+            demo: false,
+            measure_frames: None,
+        }
+    }
+}
+
+/// Frame times recorded while a prediction runs: the wall time between consecutive frames
+/// (with continuous repaint requested, so this is the achievable frame time) and the CPU time
+/// egui reports for the app's own `ui` pass.
+#[derive(Debug, Default)]
+pub struct FrameMeter {
+    pub out: PathBuf,
+    last: Option<std::time::Instant>,
+    pub intervals_ms: Vec<f64>,
+    pub ui_ms: Vec<f64>,
+}
+
+fn percentile(v: &[f64], p: f64) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    let mut s = v.to_vec();
+    s.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    s[((p / 100.0) * (s.len() - 1) as f64).round() as usize]
+}
+
+impl FrameMeter {
+    fn record(&mut self, ui_ms: Option<f64>) {
+        let now = std::time::Instant::now();
+        if let Some(last) = self.last {
+            self.intervals_ms.push((now - last).as_secs_f64() * 1e3);
+            if let Some(u) = ui_ms {
+                self.ui_ms.push(u);
+            }
+        }
+        self.last = Some(now);
+    }
+
+    pub fn report(&self) -> serde_json::Value {
+        serde_json::json!({
+            "frames": self.intervals_ms.len(),
+            "frame_interval_median_ms": percentile(&self.intervals_ms, 50.0),
+            "frame_interval_p99_ms": percentile(&self.intervals_ms, 99.0),
+            "ui_cpu_median_ms": percentile(&self.ui_ms, 50.0),
+            "ui_cpu_p99_ms": percentile(&self.ui_ms, 99.0),
+        })
     }
 }
 
@@ -98,6 +151,7 @@ pub struct ViewerApp {
     auto_run: bool,
     hide_timings: bool,
     next_id: u64,
+    meter: Option<FrameMeter>,
 }
 
 impl ViewerApp {
@@ -129,6 +183,7 @@ impl ViewerApp {
             auto_run: opts.auto_run,
             hide_timings: opts.hide_timings,
             next_id: 1,
+            meter: opts.measure_frames.map(|out| FrameMeter { out, ..Default::default() }),
         };
         app.trajectory.gpu_available = super::trajectory_gpu::install(cc);
         if opts.demo {
@@ -311,6 +366,14 @@ impl ViewerApp {
                 }
                 Event::Done { id, prediction, wall_ms } => {
                     self.running = None;
+                    if let Some(m) = self.meter.take() {
+                        let report = m.report();
+                        tracing::info!("frame times while predicting: {report}");
+                        if let Err(e) = crate::util::write_atomic(&m.out, report.to_string().as_bytes()) {
+                            tracing::error!("{e:#}");
+                        }
+                        ctx.send_viewport_cmd(egui::ViewportCommand::Close);
+                    }
                     self.finish(ctx, id, prediction, wall_ms);
                 }
                 Event::Cancelled { id } => {
@@ -542,8 +605,14 @@ impl ViewerApp {
 }
 
 impl eframe::App for ViewerApp {
-    fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
+    fn ui(&mut self, ui: &mut egui::Ui, frame: &mut eframe::Frame) {
         let ctx = ui.ctx().clone();
+        if self.running.is_some() {
+            if let Some(m) = self.meter.as_mut() {
+                m.record(frame.info().cpu_usage.map(|s| s as f64 * 1e3));
+                ctx.request_repaint();
+            }
+        }
         self.poll(&ctx);
         self.source.handle_drops(&ctx);
         self.source.update_camera(&ctx);
