@@ -14,7 +14,7 @@
 #   7. ablation  (ABLATION=1) the same DiT budget with --video-loss-weight 0 -> runs/dit-action-only,
 #                exported to runs/ablation-action-only/model
 # Environment: VAE_MIN (20), DIT_MIN (50), DIT_STEPS (LR schedule length, 4000), EPISODES (3000),
-# PER_EPISODE (windows cached per episode, 3), CACHE_MIN (15), ABLATION (0), PY (venv python), BIN.
+# PER_EPISODE (windows cached per episode, 3), CACHE_MIN (15), LATENT_SCALE (4.0), ABLATION (0), PY (venv python), BIN.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p runs data
@@ -28,7 +28,7 @@ PY="${PY:-$HOME/.cache/videovla/venv/bin/python}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/videovla/target}"
 BIN="${BIN:-$CARGO_TARGET_DIR/release/videovla}"
 VAE_MIN="${VAE_MIN:-20}"; DIT_MIN="${DIT_MIN:-50}"; DIT_STEPS="${DIT_STEPS:-4000}"
-EPISODES="${EPISODES:-3000}"; PER_EPISODE="${PER_EPISODE:-3}"; CACHE_MIN="${CACHE_MIN:-15}"
+LATENT_SCALE="${LATENT_SCALE:-4.0}"; EPISODES="${EPISODES:-3000}"; PER_EPISODE="${PER_EPISODE:-3}"; CACHE_MIN="${CACHE_MIN:-15}"
 export OMP_WAIT_POLICY=PASSIVE   # shared 2-core machine: do not spin-wait
 T0=$(date +%s)
 stage() { echo "== $(date -u +%H:%M:%S) [$(( ($(date +%s) - T0) / 60 )) min] $*"; }
@@ -53,7 +53,7 @@ stage "3 cache"
 
 stage "4 dit"
 [ -f runs/dit/done ] || { "$PY" training/train_dit.py --latents data/latents --val-latents data/latents-val \
-    --out runs/dit --steps "$DIT_STEPS" --minutes "$DIT_MIN" --batch 32 && touch runs/dit/done; }
+    --out runs/dit --steps "$DIT_STEPS" --minutes "$DIT_MIN" --batch 32 --scale "$LATENT_SCALE" && touch runs/dit/done; }
 
 stage "5 export"
 "$PY" training/export.py --vae runs/vae --dit runs/dit --val-latents data/latents-val --out models/tiny-sim
@@ -65,7 +65,7 @@ if [ "${ABLATION:-0}" = "1" ]; then
   stage "7 ablation (action-only, same budget)"
   [ -f runs/dit-action-only/done ] || { "$PY" training/train_dit.py --latents data/latents \
       --val-latents data/latents-val --out runs/dit-action-only --steps "$DIT_STEPS" --minutes "$DIT_MIN" \
-      --batch 32 --video-loss-weight 0 && touch runs/dit-action-only/done; }
+      --batch 32 --scale "$LATENT_SCALE" --video-loss-weight 0 && touch runs/dit-action-only/done; }
   "$PY" training/export.py --vae runs/vae --dit runs/dit-action-only --val-latents data/latents-val \
       --out runs/ablation-action-only/model --name "tiny-sim action-only ablation (no video loss)"
 fi

@@ -50,4 +50,6 @@ def test_fixture_sizes():
     total = sum(os.path.getsize(os.path.join(FIXDIR, f)) for f in mine)
     everything = sum(os.path.getsize(os.path.join(r, f)) for r, _, fs in os.walk(FIXDIR) for f in fs)
     print(f"reference fixtures {total / 1e6:.2f} MB; tests/fixtures total {everything / 1e6:.2f} MB")
-    assert everything < 5e6
+    # 5 MB for the reference fixtures + tiny_model/ (pipeline_fixture.py) + ~0.35 MB for the trained
+    # model's parity fixture tiny_sim_pipeline.* (tiny_sim_fixture.py)
+    assert everything < 5.5e6
