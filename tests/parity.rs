@@ -545,3 +545,10 @@ fn pipeline_parity(fixture: &str) {
 fn pipeline_matches_reference() {
     pipeline_parity("pipeline_tiny");
 }
+
+/// The embedded trained model (`models/tiny-sim`) through the Rust pipeline equals the PyTorch
+/// reference on the exported weights (fixture written by `training/tiny_sim_fixture.py`).
+#[test]
+fn embedded_model_matches_reference() {
+    pipeline_parity("tiny_sim_pipeline");
+}
