@@ -11,6 +11,7 @@ pub mod convert;
 pub mod engine;
 pub mod export;
 pub mod model;
+pub mod robot;
 pub mod sim;
 pub mod ui;
 pub mod util;

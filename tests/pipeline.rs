@@ -100,16 +100,24 @@ fn cancel_stops_within_one_step() {
 #[test]
 fn previews_are_decoded_on_request() {
     let mut m = load();
-    let frames = m.num_frames();
+    // Every other latent frame plus the last, each decoded alone to one frame.
+    let latent_frames = (m.num_frames() - 1) / 4 + 1;
+    let frames = (0..latent_frames).step_by(2).count() + usize::from((latent_frames - 1) % 2 == 1);
     let mut previews = Vec::new();
+    let mut sizes = Vec::new();
     let p = PredictParams { preview_every: 1, ..params(2) };
     m.predict(&image(64, 64), "pick up the cube", &p, &mut |e| {
         if let Progress::Step { step, preview, .. } = e {
             previews.push((step, preview.map(|f| f.len())));
+            if let Some(f) = preview {
+                sizes.extend(f.iter().map(|i| i.dimensions()));
+            }
         }
     }, &CancelToken::new())
     .unwrap();
     assert_eq!(previews, vec![(0, Some(frames)), (1, Some(frames)), (2, Some(frames))]);
+    let s = m.config.image_size as u32;
+    assert!(sizes.iter().all(|&d| d == (s, s)), "{sizes:?}");
 }
 
 #[test]

@@ -10,7 +10,14 @@ For each window (episode, k) — 49 frames k*8 ..= (k+6)*8 and actions k..k+5 (d
 Stage 2 samples the posteriors (mean + std * eps) at every use, as the released loss does.
 
 Windows: --per-episode random windows per episode (all windows if 0), shards of --shard-size,
-resumable (finished shards are kept), progress lines. meta.json also records the latent std and
+resumable (finished shards are kept), progress lines.
+
+--episodes-per-shard N (all windows of every episode, cheaply): each episode's frames (padded with
+48 copies of the last one) are encoded ONCE and window k takes latents 2k+1 .. 2k+12 of that
+encoding (latent j >= 1 of a window covers frames 8k+4j-3 .. 8k+4j, exactly episode latent 2k+j);
+latent 0 is frame 8k encoded alone, as in a window encode. Only the causal convolutions' view of
+frames before 8k differs from encoding each window separately; each frame is encoded ~1.3 times
+instead of ~6, so every window of every episode fits the budget. meta.json also records the latent std and
 the scaling factor 1/std used by stage 2 and written into the exported VAE config.
 
     python training/cache_latents.py --data data/sim-train --vae runs/vae --out data/latents
@@ -62,6 +69,85 @@ def encode_windows(vae: CogVideoXVAE, frames_u8: np.ndarray, gen: torch.Generato
             "image_logvar": il.half(), "image_sigma": sigma}
 
 
+@torch.no_grad()
+def encode_episode(vae: CogVideoXVAE, ds: SimDataset, e: int, gen: torch.Generator) -> dict:
+    """All windows of episode e from one encode of the whole episode (see the module doc)."""
+    ep = ds.episodes[e]
+    fr = ds.episode_frames(e)
+    n = int(ep["action_count"])
+    T = (ds.num_frames - 1) // 4 + 1  # 13 latent frames per window
+    full = np.concatenate([fr, np.repeat(fr[-1:], ds.num_frames - 1, axis=0)])
+    m, lv = vae.encode(to_pixels(full[None]))
+    firsts = to_pixels(fr[np.minimum(np.arange(n) * ds.substeps, len(fr) - 1)][:, None])  # (n,3,1,H,W)
+    fm, fl = vae.encode(firsts)
+    img, sigma = first_frame_noise(firsts, gen)
+    im, il = vae.encode(img)
+    idx = torch.arange(n)[:, None] * 2 + torch.arange(1, T)[None, :]  # (n, 12) episode latent indices
+    vm = torch.cat([fm, m[0][:, idx].permute(1, 0, 2, 3, 4)], dim=2)
+    vl = torch.cat([fl, lv[0][:, idx].permute(1, 0, 2, 3, 4)], dim=2)
+    ea = ds.episode_actions(e)
+    acts = np.stack([ea[np.minimum(k + np.arange(ds.action_len), n - 1)] for k in range(n)])
+    return {"video_mean": vm.half(), "video_logvar": vl.half(), "image_mean": im.half(), "image_logvar": il.half(),
+            "image_sigma": sigma, "actions": torch.from_numpy(acts.astype(np.float32)),
+            "episode": torch.full((n,), e, dtype=torch.long), "k": torch.arange(n, dtype=torch.long)}
+
+
+def cache_episodes(a, vae, vcfg, ds: SimDataset) -> None:
+    rng = np.random.default_rng(a.seed)
+    order = rng.permutation(len(ds)).tolist()
+    eps = a.episodes_per_shard
+    n_shards = (len(order) + eps - 1) // eps
+    total = sum(int(ep["action_count"]) for ep in ds.episodes)
+    print(f"cache: all {total} windows of {len(ds)} episodes (episode encodes) -> {n_shards} shards in {a.out}",
+          flush=True)
+    t0 = time.time()
+    shards, done, windows = [], 0, 0
+    for si in range(n_shards):
+        if a.minutes and time.time() - t0 > a.minutes * 60:
+            print(f"time budget reached: {len(shards)} of {n_shards} shards", flush=True)
+            break
+        name = f"latents-{si:05d}.safetensors"
+        path = os.path.join(a.out, name)
+        chunk = order[si * eps: (si + 1) * eps]
+        if not os.path.exists(path):
+            gen = torch.Generator().manual_seed(a.seed * 100003 + si)
+            parts: dict[str, list] = {}
+            for e in chunk:
+                for key, v in encode_episode(vae, ds, e, gen).items():
+                    parts.setdefault(key, []).append(v)
+                done += 1
+                el = time.time() - t0
+                print(f"[cache] episode {si * eps + chunk.index(e) + 1}/{len(order)} | {el / 60:.1f} min, "
+                      f"{done / max(el, 1e-9):.2f} ep/s", flush=True)
+            save_file({k: torch.cat(v).contiguous() for k, v in parts.items()}, path + ".tmp")
+            os.replace(path + ".tmp", path)
+        shards.append(name)
+        windows += sum(int(ds.episodes[e]["action_count"]) for e in chunk)
+    write_meta(a, vcfg, ds, shards, windows, t0)
+
+
+def write_meta(a, vcfg, ds: SimDataset, shards: list[str], windows: int, t0: float) -> None:
+    # latent statistics -> scaling factor (SD-style 1/std of the posterior means)
+    first = load_file(os.path.join(a.out, shards[0]))
+    vm = first["video_mean"].float()
+    std = float(vm.std())
+    # The sim camera and table never move: most of the latent variance is one fixed spatial pattern.
+    # The per-window content is the deviation from the mean latent; scale it to ~0.4 std.
+    content_std = float((vm - vm.mean(0, keepdim=True)).std())
+    meta = {"format": "videovla-latents-v1", "data": os.path.abspath(a.data), "vae": os.path.abspath(a.vae),
+            "vae_config": vcfg, "shards": shards, "windows": windows,
+            "instructions": [ep["instruction"] for ep in ds.episodes],
+            "tasks": [ep["task"] for ep in ds.episodes],
+            "action_stats": action_statistics(ds.all_actions()),
+            "latent_std": std, "scaling_factor": round(1.0 / std, 4),
+            "content_std": content_std, "content_scaling_factor": round(0.4 / content_std, 3),
+            "minutes": (time.time() - t0) / 60}
+    with open(os.path.join(a.out, "meta.json"), "w") as f:
+        json.dump(meta, f)
+    print(f"cache done: {meta['windows']} windows, latent std {std:.4f} (1/std {meta['scaling_factor']}), "
+          f"content std {content_std:.4f} (0.4/std {meta['content_scaling_factor']})", flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default="data/sim-train")
@@ -71,6 +157,8 @@ def main():
     ap.add_argument("--max-windows", type=int, default=0)
     ap.add_argument("--shard-size", type=int, default=1024)
     ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--episodes-per-shard", type=int, default=0,
+                    help="cache ALL windows from one encode per episode, this many episodes per shard")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--minutes", type=float, default=0,
@@ -80,6 +168,9 @@ def main():
     os.makedirs(a.out, exist_ok=True)
     vae, vcfg = load_vae(a.vae)
     ds = SimDataset(a.data)
+    if a.episodes_per_shard:
+        cache_episodes(a, vae, vcfg, ds)
+        return
     rng = np.random.default_rng(a.seed)
     wins = []
     for e, ep in enumerate(ds.episodes):
@@ -124,20 +215,7 @@ def main():
                   f"{done / max(el, 1e-9):.1f} win/s", flush=True)
         save_file({k: torch.cat(v).contiguous() for k, v in parts.items()}, path + ".tmp")
         os.replace(path + ".tmp", path)
-    # latent statistics -> scaling factor (SD-style 1/std of the posterior means)
-    first = load_file(os.path.join(a.out, shards[0]))
-    std = float(first["video_mean"].float().std())
-    meta = {"format": "videovla-latents-v1", "data": os.path.abspath(a.data), "vae": os.path.abspath(a.vae),
-            "vae_config": vcfg, "shards": shards, "windows": min(len(wins), len(shards) * a.shard_size),
-            "instructions": [ep["instruction"] for ep in ds.episodes],
-            "tasks": [ep["task"] for ep in ds.episodes],
-            "action_stats": action_statistics(ds.all_actions()),
-            "latent_std": std, "scaling_factor": round(1.0 / std, 4),
-            "minutes": (time.time() - t0) / 60}
-    with open(os.path.join(a.out, "meta.json"), "w") as f:
-        json.dump(meta, f)
-    print(f"cache done: {meta['windows']} windows, latent std {std:.4f} -> scaling factor {meta['scaling_factor']}",
-          flush=True)
+    write_meta(a, vcfg, ds, shards, min(len(wins), len(shards) * a.shard_size), t0)
 
 
 if __name__ == "__main__":

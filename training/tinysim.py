@@ -74,7 +74,7 @@ def dit_config(latent_channels=8, hidden=128, layers=4, heads=4, time_embed_dim=
 
 # The shipped configuration (chosen by size_model.py; see README "Embedded model").
 PRESET = {
-    "vae": dict(block_out_channels=(4, 8, 16, 16), latent_channels=8, layers_per_block=1, groups=4),
+    "vae": dict(block_out_channels=(4, 8, 16, 16), latent_channels=16, layers_per_block=1, groups=4),
     "t5": dict(d_model=64, num_layers=2, num_heads=4, d_ff=128),
-    "dit": dict(hidden=128, layers=4, heads=4, time_embed_dim=128, mlp=512, patch=4),
+    "dit": dict(hidden=128, layers=4, heads=4, time_embed_dim=128, mlp=512, patch=2),
 }

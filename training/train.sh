@@ -14,7 +14,7 @@
 #   7. ablation  (ABLATION=1) the same DiT budget with --video-loss-weight 0 -> runs/dit-action-only,
 #                exported to runs/ablation-action-only/model
 # Environment: VAE_MIN (20), DIT_MIN (50), DIT_STEPS (LR schedule length, 4000), EPISODES (3000),
-# PER_EPISODE (windows cached per episode, 3), CACHE_MIN (15), LATENT_SCALE (4.0), ABLATION (0), PY (venv python), BIN.
+# CACHE_MIN (15), LATENT_SCALE (0 = from the cache: 0.4 / content std), ABLATION (0), PY (venv python), BIN.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p runs data
@@ -28,7 +28,7 @@ PY="${PY:-$HOME/.cache/videovla/venv/bin/python}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/videovla/target}"
 BIN="${BIN:-$CARGO_TARGET_DIR/release/videovla}"
 VAE_MIN="${VAE_MIN:-20}"; DIT_MIN="${DIT_MIN:-50}"; DIT_STEPS="${DIT_STEPS:-4000}"
-LATENT_SCALE="${LATENT_SCALE:-4.0}"; EPISODES="${EPISODES:-3000}"; PER_EPISODE="${PER_EPISODE:-3}"; CACHE_MIN="${CACHE_MIN:-15}"
+LATENT_SCALE="${LATENT_SCALE:-0}"; EPISODES="${EPISODES:-3000}"; CACHE_MIN="${CACHE_MIN:-15}"
 export OMP_WAIT_POLICY=PASSIVE   # shared 2-core machine: do not spin-wait
 T0=$(date +%s)
 stage() { echo "== $(date -u +%H:%M:%S) [$(( ($(date +%s) - T0) / 60 )) min] $*"; }
@@ -46,8 +46,9 @@ stage "2 vae"
     --steps 1200 --minutes "$VAE_MIN" --batch 8 --frames 9 --eval-every 200 && touch runs/vae/done; }
 
 stage "3 cache"
+# every window of as many episodes as CACHE_MIN allows (one encode per episode, random episode order)
 [ -f data/latents/meta.json ] || "$PY" training/cache_latents.py --data data/sim-train --vae runs/vae \
-    --out data/latents --per-episode "$PER_EPISODE" --shard-size 512 --batch 16 --minutes "$CACHE_MIN"
+    --out data/latents --episodes-per-shard 100 --minutes "$CACHE_MIN"
 [ -f data/latents-val/meta.json ] || "$PY" training/cache_latents.py --data data/sim-val --vae runs/vae \
     --out data/latents-val --per-episode 2 --shard-size 512 --batch 16 --seed 1
 

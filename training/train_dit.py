@@ -215,7 +215,8 @@ def main():
     ap.add_argument("--lr", type=float, default=5e-4)
     ap.add_argument("--ema", type=float, default=0.999)
     ap.add_argument("--scale", type=float, default=0.0,
-                    help="latent scaling factor (0 = the cache's 1/std). The sim camera and table are static, so "
+                    help="latent scaling factor (0 = the cache's content_scaling_factor, 0.4 / std of the "
+                         "per-window deviation from the mean latent). The sim camera and table are static, so "
                          "the latent std is mostly a fixed spatial pattern and the per-sample content is ~15x "
                          "smaller; 4.0 puts the content at ~0.4 std (see README)")
     ap.add_argument("--video-loss-weight", type=float, default=1.0)
@@ -231,7 +232,7 @@ def main():
         meta = json.load(f)
     tok = build_tokenizer(meta["instructions"])
     tok.save(os.path.join(a.out, "tokenizer.json"))
-    scale = a.scale or float(meta["scaling_factor"])
+    scale = a.scale or float(meta.get("content_scaling_factor", meta["scaling_factor"]))
     cache = LatentCache(a.latents, tok, tinysim.TEXT_LEN)
     val = LatentCache(a.val_latents, tok, tinysim.TEXT_LEN, stats=cache.stats) if os.path.exists(
         os.path.join(a.val_latents, "meta.json")) else None

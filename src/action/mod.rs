@@ -19,3 +19,20 @@ pub use trajectory::{integrate, rpy_to_axis_angle, Pose, RotationRule};
 pub const ROT: std::ops::Range<usize> = 0..3;
 pub const TRANS: std::ops::Range<usize> = 3..6;
 pub const GRIPPER: usize = 6;
+
+/// The commands a robot executes from a raw (normalised) chunk: unnormalised with `stats`
+/// (normalised dims clipped to [-1, 1] first) and the gripper binarised at 0.5, as CogACT does.
+pub fn to_commands(raw: &[Vec<f32>], stats: Option<&ActionStats>) -> anyhow::Result<Vec<Vec<f32>>> {
+    raw.iter()
+        .map(|a| {
+            let mut a = match stats {
+                Some(s) => s.unnormalize(a, true)?,
+                None => a.clone(),
+            };
+            if let Some(g) = a.get_mut(GRIPPER) {
+                *g = if *g > 0.5 { 1.0 } else { 0.0 };
+            }
+            Ok(a)
+        })
+        .collect()
+}

@@ -3,9 +3,11 @@
 use clap::{Parser, Subcommand};
 
 pub mod bench;
+pub mod compare;
 pub mod convert;
 pub mod flops;
 pub mod predict;
+pub mod serve;
 pub mod sim;
 pub mod viewer;
 
@@ -30,6 +32,10 @@ pub enum Command {
     Flops(flops::FlopsArgs),
     /// Open the desktop imagination viewer (also what `videovla` with no arguments does).
     Viewer(viewer::ViewerArgs),
+    /// Serve the model over openpi's websocket policy protocol (robots connect unchanged).
+    Serve(serve::ServeArgs),
+    /// Motion similarity (and PSNR/SSIM) of an imagined clip and an executed clip.
+    Compare(compare::CompareArgs),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -40,6 +46,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Convert(args)) => convert::run(args),
         Some(Command::Flops(args)) => flops::run(args),
         Some(Command::Viewer(args)) => viewer::run(args),
+        Some(Command::Serve(args)) => serve::run(args),
+        Some(Command::Compare(args)) => compare::run(args),
         None => viewer::run(viewer::ViewerArgs::default()),
     }
 }

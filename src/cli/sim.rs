@@ -43,6 +43,38 @@ pub enum SimCommand {
     /// rendered when its predicted actions are executed.
     #[command(after_help = CONVENTION)]
     Imagine(ImagineArgs),
+    /// Play the robot for a policy server in another process (`videovla serve`, or any openpi
+    /// server): closed loop over the websocket, streaming every rendered frame.
+    #[command(after_help = CONVENTION)]
+    Connect(ConnectArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ConnectArgs {
+    /// The policy server, e.g. ws://127.0.0.1:8000
+    pub url: String,
+    /// Task: pick, stack, place, or a sentence naming the objects.
+    #[arg(long, default_value = "pick")]
+    pub task: String,
+    #[arg(long, default_value_t = EVAL_SEED_START)]
+    pub seed: u64,
+    /// Episodes (seeds seed, seed+1, ...).
+    #[arg(long, default_value_t = 1)]
+    pub episodes: usize,
+    /// train or novel.
+    #[arg(long, default_value = "train")]
+    pub split: String,
+    /// Sent as `Authorization: Api-Key <KEY>`.
+    #[arg(long)]
+    pub api_key: Option<String>,
+    /// Do not stream the intermediate frames (behave like a plain openpi client).
+    #[arg(long)]
+    pub no_stream: bool,
+    /// Save the first episode as a GIF here.
+    #[arg(long)]
+    pub gif: Option<PathBuf>,
+    #[command(flatten)]
+    pub looping: LoopArgs,
 }
 
 #[derive(Args, Debug)]
@@ -200,7 +232,60 @@ pub fn run(args: SimArgs) -> anyhow::Result<()> {
         SimCommand::Show(a) => show(a),
         SimCommand::Bench(a) => bench(a),
         SimCommand::Imagine(a) => imagine(a),
+        SimCommand::Connect(a) => connect(a),
     }
+}
+
+fn connect(a: ConnectArgs) -> anyhow::Result<()> {
+    let request: TaskRequest = a.task.parse()?;
+    let split: Split = a.split.parse()?;
+    let cfg = a.looping.config()?;
+    anyhow::ensure!(a.episodes >= 1, "--episodes must be at least 1");
+    let mut policy = crate::sim::remote_policy::RemotePolicy::connect(&a.url, a.api_key.as_deref())?;
+    let meta = policy.metadata();
+    let model = crate::robot::msgpack::get(&meta, "model").and_then(|v| v.as_str().map(str::to_string)).unwrap_or_else(|| "?".into());
+    println!("connected to {} (model: {model})", a.url);
+    let mut successes = 0;
+    for i in 0..a.episodes {
+        let seed = a.seed + i as u64;
+        let mut world = World::reset_request(&request, split, seed);
+        let mut stream = policy.frame_streamer(cfg.image_size, cfg.substeps, cfg.ssaa);
+        let mut gif_frames: Vec<image::RgbImage> = Vec::new();
+        let mut renderer = Renderer::new(Camera::default(), cfg.ssaa);
+        let mut buf = Vec::new();
+        let want_gif = i == 0 && a.gif.is_some();
+        let out = eval::run_episode(&mut world, &mut policy, &cfg, |w| {
+            if !a.no_stream {
+                stream(w);
+            }
+            if want_gif {
+                renderer.render_into(w, cfg.image_size, cfg.image_size, &mut buf);
+                gif_frames.push(image::RgbImage::from_raw(cfg.image_size as u32, cfg.image_size as u32, buf.clone()).expect("rendered size"));
+            }
+        })?;
+        successes += out.success as usize;
+        println!(
+            "episode {} (seed {seed}, {:?}): {} after {} actions",
+            i + 1,
+            out.instruction,
+            if out.success { "SUCCESS" } else { "failure" },
+            out.steps
+        );
+        if let (true, Some(path)) = (want_gif, &a.gif) {
+            crate::export::write_gif(path, &gif_frames, 25.0)?;
+            println!("wrote {}", path.display());
+        }
+    }
+    let ms = &policy.infer_ms;
+    let mut sorted = ms.clone();
+    sorted.sort_by(f64::total_cmp);
+    println!(
+        "{successes}/{} episodes succeeded; {} requests, round trip median {:.0} ms",
+        a.episodes,
+        policy.requests,
+        sorted.get(sorted.len() / 2).copied().unwrap_or(0.0)
+    );
+    Ok(())
 }
 
 fn progress_bar(n: usize, what: &str) -> indicatif::ProgressBar {

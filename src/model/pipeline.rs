@@ -300,7 +300,8 @@ pub struct PredictParams {
     pub num_samples: usize,
     pub robot_id: u32,
     pub image_latent: ImageLatent,
-    /// Decode a preview of x̂₀ (first sample) every this many steps; 0 = never.
+    /// Decode a preview of x̂₀ (first sample; every other latent frame, see
+    /// [`VideoVla::decode_preview`]) every this many steps and at the last step; 0 = never.
     pub preview_every: usize,
     /// Decode the final latents to frames (actions alone do not need it).
     pub decode: bool,
@@ -434,6 +435,27 @@ impl VideoVla {
         Ok(all)
     }
 
+    /// A cheap preview of DiT latents (1, T, C, h, w) × scale: every `stride`-th latent frame
+    /// (and the last) decoded on its own as a one-frame clip, all in one batched decoder call —
+    /// about `T / stride` frames of decoding instead of 49. Each preview frame is the latent's
+    /// first-frame reading (the causal VAE decodes a lone latent to one frame), so it shows the
+    /// imagined scene at 4·stride-frame intervals, not the exact decoded clip.
+    pub fn decode_preview(&self, latents: &Tensor, stride: usize) -> anyhow::Result<Vec<image::RgbImage>> {
+        let t = latents.dim(1)?;
+        let mut idx: Vec<u32> = (0..t).step_by(stride.max(1)).map(|i| i as u32).collect();
+        if idx.last() != Some(&(t as u32 - 1)) {
+            idx.push(t as u32 - 1);
+        }
+        let ids = Tensor::new(idx.as_slice(), latents.device())?;
+        let scale = self.vae.config().scaling_factor;
+        // (1, T, C, h, w) -> (k, C, 1, h, w): k independent single-latent clips.
+        let z = latents.narrow(0, 0, 1)?.squeeze(0)?.index_select(&ids, 0)?.unsqueeze(2)?;
+        let z = (z.contiguous()? / scale)?;
+        let video = self.vae.decode(&z.to_dtype(self.dit.dtype())?)?;
+        check_finite(&video, "decoded preview")?;
+        Ok(video_to_frames(&video)?.into_iter().flatten().collect())
+    }
+
     /// Encode the preprocessed observation to the conditioning latent (1, 1, C, h, w) × scale.
     fn image_latent(&self, pixels: &Tensor, mode: ImageLatent, noise: &mut dyn NoiseSource) -> anyhow::Result<Tensor> {
         let (mean, logvar) = self.vae.encode(&pixels.to_dtype(self.dit.dtype())?)?;
@@ -531,8 +553,8 @@ impl VideoVla {
             let want_preview = params.preview_every > 0
                 && (e.step % params.preview_every == 0 || e.step + 1 == e.steps);
             let preview = if want_preview {
-                match this.decode_latents(&e.x0_video.narrow(0, 0, 1).unwrap_or_else(|_| e.x0_video.clone())) {
-                    Ok(mut v) => v.pop(),
+                match this.decode_preview(&e.x0_video, 2) {
+                    Ok(v) => Some(v),
                     Err(err) => {
                         preview_err = Some(err);
                         None

@@ -110,6 +110,7 @@ pub mod geom;
 pub mod imagine;
 pub mod model_policy;
 pub mod policy;
+pub mod remote_policy;
 pub mod render;
 pub mod tasks;
 pub mod world;

@@ -58,20 +58,18 @@ impl ModelPolicy {
         self.params.seed = self.base_seed.wrapping_mul(1_000_003).wrapping_add(self.calls);
         self.calls += 1;
         let pred = self.model.predict(&img, &obs.instruction, &self.params, &mut |_| {}, &CancelToken::new())?;
-        let mut out = Vec::with_capacity(n);
-        for a in pred.samples[0].actions.iter().take(n) {
-            let a = match &self.stats {
-                Some(s) => s.unnormalize(a, true)?,
-                None => a.clone(),
-            };
-            anyhow::ensure!(a.len() == 7, "the model outputs {}-D actions; the simulator needs 7", a.len());
-            let mut act = [0f32; 7];
-            act.copy_from_slice(&a);
-            act[6] = if act[6] > 0.5 { 1.0 } else { 0.0 };
-            out.push(act);
-        }
+        let cmds = crate::action::to_commands(&pred.samples[0].actions[..n.min(pred.samples[0].actions.len())], self.stats.as_ref())?;
+        let out = cmds.iter().map(|a| sim_action(a)).collect::<anyhow::Result<Vec<_>>>()?;
         Ok((pred, out))
     }
+}
+
+/// A 7-D command as the simulator's action.
+pub fn sim_action(a: &[f32]) -> anyhow::Result<Action> {
+    anyhow::ensure!(a.len() == 7, "the policy outputs {}-D actions; the simulator needs 7", a.len());
+    let mut act = [0f32; 7];
+    act.copy_from_slice(a);
+    Ok(act)
 }
 
 impl Policy for ModelPolicy {

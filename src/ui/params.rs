@@ -12,7 +12,7 @@ use super::dialogs::Dialogs;
 
 pub struct ParamsPanel {
     pub params: PredictParams,
-    /// Decode a preview of x0 about ten times per run.
+    /// Decode a preview of x0 about five times per run.
     pub live_preview: bool,
     pub stats_path: Option<PathBuf>,
     pub stats_override: Option<ActionStats>,
@@ -57,7 +57,8 @@ impl ParamsPanel {
     /// The parameters of the next run.
     pub fn predict_params(&self) -> PredictParams {
         let mut p = self.params.clone();
-        p.preview_every = if self.live_preview { (p.sampler.steps / 10).max(1) } else { 0 };
+        // About five previews per run: each costs ~7 single-frame decodes (see decode_preview).
+        p.preview_every = if self.live_preview { (p.sampler.steps / 5).max(1) } else { 0 };
         p
     }
 

@@ -1,0 +1,86 @@
+//! A policy on the other end of an openpi websocket (`videovla serve`, or any openpi server):
+//! the simulator plays the robot in another process (`videovla sim connect`).
+//!
+//! Observations go out in openpi's LIBERO layout (`observation/image` (H, W, 3) uint8,
+//! `observation/state` = the end-effector pose [x, y, z, roll, pitch, yaw, gripper] float32,
+//! `prompt`). With `stream_frames`, every rendered sub-frame between requests is also sent as a
+//! frame message (`videovla/frame`, with `videovla/action_step`) so the server's execution
+//! timeline runs at the simulator's full frame rate.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use super::policy::{Observation, Policy};
+use super::world::{Action, World};
+use crate::robot::client::{libero_observation, reply_actions, PolicyClient};
+
+pub struct RemotePolicy {
+    client: Rc<RefCell<PolicyClient>>,
+    pub url: String,
+    /// Sub-frames sent since the last request (`None` before the first request).
+    frames: Rc<RefCell<Option<usize>>>,
+    pub requests: usize,
+    pub infer_ms: Vec<f64>,
+}
+
+impl RemotePolicy {
+    pub fn connect(url: &str, api_key: Option<&str>) -> anyhow::Result<RemotePolicy> {
+        let client = PolicyClient::connect(url, api_key)?;
+        Ok(RemotePolicy { client: Rc::new(RefCell::new(client)), url: url.to_string(), frames: Rc::new(RefCell::new(None)), requests: 0, infer_ms: Vec::new() })
+    }
+
+    pub fn metadata(&self) -> rmpv::Value {
+        self.client.borrow().metadata.clone()
+    }
+
+    /// A frame callback for `eval::run_episode` that streams rendered sub-frames (after the
+    /// first request) to the server.
+    pub fn frame_streamer(&self, image_size: usize, substeps: usize, ssaa: usize) -> impl FnMut(&World) {
+        let client = self.client.clone();
+        let frames = self.frames.clone();
+        let mut renderer = super::render::Renderer::new(super::render::Camera::default(), ssaa);
+        let mut buf = Vec::new();
+        let mut failed = false;
+        move |w: &World| {
+            let n = match *frames.borrow() {
+                Some(n) if !failed => n + 1,
+                _ => return,
+            };
+            *frames.borrow_mut() = Some(n);
+            renderer.render_into(w, image_size, image_size, &mut buf);
+            let img = image::RgbImage::from_raw(image_size as u32, image_size as u32, buf.clone()).expect("rendered size");
+            let pose = w.ee_pose().0;
+            let mut obs = libero_observation(&img, Some(&pose), w.instruction());
+            if let rmpv::Value::Map(kv) = &mut obs {
+                let step = n as f64 / substeps as f64;
+                kv.push((rmpv::Value::from("videovla/action_step"), rmpv::Value::F64(step)));
+            }
+            if let Err(e) = client.borrow_mut().send_frame(obs) {
+                tracing::warn!("streaming frames stopped: {e:#}");
+                failed = true;
+            }
+        }
+    }
+}
+
+impl Policy for RemotePolicy {
+    fn name(&self) -> String {
+        format!("remote:{}", self.url)
+    }
+
+    fn reset(&mut self, _seed: u64) {
+        *self.frames.borrow_mut() = None;
+    }
+
+    fn act(&mut self, obs: &Observation) -> anyhow::Result<Vec<Action>> {
+        let img = image::RgbImage::from_raw(obs.width as u32, obs.height as u32, obs.image.clone())
+            .ok_or_else(|| anyhow::anyhow!("observation image has the wrong size"))?;
+        let msg = libero_observation(&img, Some(&obs.ee_pose), &obs.instruction);
+        let t0 = std::time::Instant::now();
+        let reply = self.client.borrow_mut().infer(&msg)?;
+        self.infer_ms.push(t0.elapsed().as_secs_f64() * 1e3);
+        self.requests += 1;
+        *self.frames.borrow_mut() = Some(0);
+        reply_actions(&reply)?.iter().map(|a| super::model_policy::sim_action(a)).collect()
+    }
+}
