@@ -48,4 +48,12 @@ tests/smoke-window.sh "$CARGO_TARGET_DIR/release/videovla" "$CACHE/smoke-window.
 
 echo "== python tests"
 "$VENV/bin/python" -m pytest training/tests -q -s
+
+echo "== the unmodified openpi client against videovla serve ($CACHE/openpi-venv)"
+# openpi-client 0.1.2 pins numpy < 2, so it gets a venv of its own.
+if [ ! -x "$CACHE/openpi-venv/bin/python" ]; then
+  python3 -m venv "$CACHE/openpi-venv"
+fi
+"$CACHE/openpi-venv/bin/pip" install -q --disable-pip-version-check -r tests/openpi/requirements.txt
+VIDEOVLA_BIN="$CARGO_TARGET_DIR/release/videovla" "$CACHE/openpi-venv/bin/python" -m pytest tests/openpi -q -p no:warnings
 echo "== all tests passed"

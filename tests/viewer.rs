@@ -392,3 +392,62 @@ fn viewer_model_picker_loads_from_the_hub_cache_and_reports_bad_ids() {
     step_until(&mut h, "the prediction", |a| !a.history.entries.is_empty());
     assert_eq!(h.state().history.entries[0].model.source, "hf:test-org/tiny");
 }
+
+#[test]
+fn viewer_robot_panel_serves_a_simulated_robot_and_shows_imagination_vs_execution() {
+    use videovla::sim::policy::Policy;
+    let mut h = harness(FixedDialogs::default());
+    step_until(&mut h, "the model", |a| a.model_summary().is_some());
+    h.state_mut().robot.port = 0;
+    h.get_by_label("Robot link (openpi server)").click();
+    h.run_steps(2);
+    h.get_by_label("Start server").click();
+    h.step();
+    step_until(&mut h, "the server", |a| a.robot.running().is_some());
+    let url = format!("ws://{}", h.state().robot.running().unwrap().addr());
+    // The simulator as the robot, in its own thread: two requests, 3 actions executed in
+    // between with every sub-frame streamed.
+    let robot = std::thread::spawn(move || {
+        use videovla::sim::render::{Camera, Renderer};
+        let mut w = videovla::sim::World::reset(videovla::sim::TaskKind::Pick, videovla::sim::Split::Train, 1_000_000);
+        w.substeps = 8;
+        let mut policy = videovla::sim::remote_policy::RemotePolicy::connect(&url, None).unwrap();
+        let mut renderer = Renderer::new(Camera::default(), 2);
+        let chunk = policy.act(&w.observation_with(&mut renderer, 64)).unwrap();
+        let mut stream = policy.frame_streamer(64, 8, 2);
+        for a in chunk.iter().take(3) {
+            w.step_with(a, &mut stream).unwrap();
+        }
+        drop(stream);
+        policy.act(&w.observation_with(&mut renderer, 64)).unwrap();
+    });
+    step_until(&mut h, "a scored chunk", |a| a.robot.recording.chunks.iter().any(|c| c.closed && c.quality.is_some()) && a.robot.shown().is_some());
+    robot.join().unwrap();
+    let c0 = h.state().robot.recording.chunks.iter().position(|c| c.closed).unwrap();
+    {
+        let c = &h.state().robot.recording.chunks[c0];
+        assert_eq!(c.executed.len(), 1 + 3 * 8 + 1, "request + 24 streamed sub-frames + the next request");
+        assert_eq!(c.executed_actions(6), 3.0);
+        assert!(c.executed.iter().all(|f| f.position.is_some()));
+    }
+    assert!(h.state().show_robot, "the robot view opens with the first chunk");
+    h.state_mut().robot.selected = Some(c0);
+    h.state_mut().timeline.playing = false;
+    h.state_mut().timeline.frame = 6;
+    h.get_by_label("overlay").click();
+    h.run_steps(3);
+    // Synchronised on the action step: imagination frame 6 of 9 = step 4.5 of 6 -> past the 3
+    // executed actions -> the last executed frame.
+    let _ = h.get_by_label_contains("matched tracks");
+    let _ = h.get_by_label_contains("imagined · frame 6/8");
+    let _ = h.get_by_label_contains("executed · frame 25/25");
+    // The server's port is random: fold the Robot link section away for the snapshot.
+    h.get_by_label("Robot link (openpi server)").click();
+    h.run_steps(3);
+    h.snapshot("viewer_robot");
+    h.get_by_label("Robot link (openpi server)").click();
+    h.run_steps(3);
+    h.get_by_label("Stop server").click();
+    h.step();
+    assert!(h.state().robot.running().is_none());
+}

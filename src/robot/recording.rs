@@ -34,8 +34,8 @@ pub struct ChunkRecord {
     pub client: u64,
     pub chunk: u64,
     pub instruction: String,
-    /// Position at the request (start of the executed path), if state was sent.
-    pub start_position: Option<[f64; 3]>,
+    /// The state sent with the request (start of the executed path), if any.
+    pub start_state: Option<Vec<f64>>,
     pub prediction: Option<Arc<Prediction>>,
     pub actions: Vec<Vec<f32>>,
     pub infer_ms: f64,
@@ -113,7 +113,7 @@ impl Recording {
                     client: *client,
                     chunk: *chunk,
                     instruction: observation.prompt.clone(),
-                    start_position: frame.position,
+                    start_state: observation.state.clone(),
                     prediction: None,
                     actions: Vec::new(),
                     infer_ms: 0.0,

@@ -13,6 +13,7 @@ use super::instruction::InstructionPanel;
 use super::params::ParamsPanel;
 use super::player::{self, Timeline};
 use super::progress::{self, Running};
+use super::robot::RobotPanel;
 use super::source::SourcePanel;
 use super::texture::color_image;
 use super::trajectory_3d::Trajectory3d;
@@ -142,6 +143,11 @@ pub struct ViewerApp {
     pub history: HistoryPanel,
     pub export: ExportPanel,
     pub demo: DemoMode,
+    /// The openpi policy server and the imagination-vs-execution view.
+    pub robot: RobotPanel,
+    robot_view: Trajectory3d,
+    /// Show the robot view (instead of the viewer's own predictions) in the centre.
+    pub show_robot: bool,
     pub error: Option<String>,
     /// The hub repository typed into the model picker.
     pub hub_id: String,
@@ -175,6 +181,9 @@ impl ViewerApp {
             history: HistoryPanel::default(),
             export: ExportPanel::default(),
             demo: DemoMode::default(),
+            robot: RobotPanel::default(),
+            robot_view: Trajectory3d::default(),
+            show_robot: false,
             error: None,
             hub_id: String::new(),
             status: None,
@@ -186,6 +195,8 @@ impl ViewerApp {
             meter: opts.measure_frames.map(|out| FrameMeter { out, ..Default::default() }),
         };
         app.trajectory.gpu_available = super::trajectory_gpu::install(cc);
+        // One wgpu view per frame: the robot view uses the CPU painter.
+        app.robot_view.force_cpu = true;
         if opts.demo {
             app.demo.set(&cc.egui_ctx, true);
         }
@@ -497,6 +508,15 @@ impl ViewerApp {
             };
             self.params.ui(ui, model, self.dialogs.as_mut());
         });
+        ui.separator();
+        egui::CollapsingHeader::new("Robot link (openpi server)").default_open(false).show(ui, |ui| {
+            let source = self.model_summary().map(|m| m.source.clone());
+            let ctx = ui.ctx().clone();
+            self.robot.controls_ui(ui, source, move || ctx.request_repaint());
+            if self.robot.shown().is_some() {
+                ui.checkbox(&mut self.show_robot, "Show imagination vs execution");
+            }
+        });
     }
 
     fn progress_and_messages(&mut self, ui: &mut egui::Ui, preview: f32) {
@@ -614,6 +634,11 @@ impl eframe::App for ViewerApp {
             }
         }
         self.poll(&ctx);
+        let had_chunk = self.robot.shown().is_some();
+        self.robot.poll();
+        if !had_chunk && self.robot.shown().is_some() {
+            self.show_robot = true;
+        }
         self.source.handle_drops(&ctx);
         self.source.update_camera(&ctx);
         self.handle_keys(&ctx);
@@ -665,7 +690,18 @@ impl eframe::App for ViewerApp {
             });
         }
         egui::CentralPanel::default().show(ui, |ui| {
-            egui::ScrollArea::vertical().show(ui, |ui| self.results(ui));
+            egui::ScrollArea::vertical().show(ui, |ui| {
+                if self.show_robot && self.robot.shown().is_some() {
+                    if let Some(n) = self.robot.view_ui(ui, self.timeline.frame, &mut self.robot_view) {
+                        if self.timeline.frames != n {
+                            self.timeline.frames = n;
+                            self.timeline.frame = self.timeline.frame.min(n - 1);
+                        }
+                    }
+                } else {
+                    self.results(ui);
+                }
+            });
         });
     }
 }

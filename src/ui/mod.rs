@@ -13,6 +13,7 @@ pub mod instruction;
 pub mod params;
 pub mod player;
 pub mod progress;
+pub mod robot;
 pub mod source;
 pub mod trajectory_3d;
 pub mod trajectory_gpu;

@@ -20,6 +20,9 @@ pub struct Trajectory3d {
     /// Use the CPU painter even when wgpu is available.
     pub force_cpu: bool,
     fitted_for: Option<(u64, usize)>,
+    /// Extra positions drawn over the path as a cyan polyline (e.g. the executed end-effector
+    /// path of a connected robot); set by the caller for one `ui` call.
+    pub overlay: Vec<[f32; 3]>,
 }
 
 fn rgb(c: [u8; 3]) -> Color32 {
@@ -78,6 +81,18 @@ impl Trajectory3d {
             }
             for dot in &drawing.dots {
                 painter.circle_filled(at(dot.centre), dot.radius, rgb(dot.rgb));
+            }
+        }
+        if self.overlay.len() > 1 {
+            let pts: Vec<egui::Pos2> = self
+                .overlay
+                .iter()
+                .filter_map(|p| self.camera.project(nalgebra::Vector3::new(p[0], p[1], p[2]), rect.width(), rect.height()))
+                .map(|(x, y, _)| rect.min + egui::vec2(x, y))
+                .collect();
+            painter.add(egui::Shape::line(pts.clone(), Stroke::new(2.0, Color32::from_rgb(0, 220, 255))));
+            for p in pts {
+                painter.circle_filled(p, 2.0, Color32::from_rgb(0, 220, 255));
             }
         }
         let legend = format!("step {current}/{} · path green = gripper open, red = closed", poses.len().saturating_sub(1));
