@@ -8,6 +8,8 @@
 //! Needs the reference's Python ($VIDEOVLA_PYTHON, else ~/.cache/videovla/venv; tests/run-all.sh
 //! sets it up).
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -533,75 +535,20 @@ fn predict_bad_inputs_are_one_line_errors_before_anything_is_written() {
     assert!(left.iter().all(|n| !n.to_string_lossy().starts_with(".tmp")), "{left:?}");
 }
 
-/// A minimal hub endpoint on 127.0.0.1: answers `HEAD`/`GET …/resolve/main/PATH` for one file
-/// with the hub's headers, honours `Range`, and cuts the first full GET after `cut` bytes.
-#[cfg(feature = "download")]
-fn fake_hub(path: &'static str, content: Vec<u8>, cut: usize) -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
-    use std::io::{BufRead, BufReader, Write};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = format!("http://{}", listener.local_addr().unwrap());
-    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let seen = log.clone();
-    std::thread::spawn(move || {
-        let mut cut_done = false;
-        for stream in listener.incoming() {
-            let mut stream = stream.unwrap();
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut line = String::new();
-            reader.read_line(&mut line).unwrap();
-            let mut range = None;
-            loop {
-                let mut h = String::new();
-                reader.read_line(&mut h).unwrap();
-                if h.trim().is_empty() {
-                    break;
-                }
-                if let Some(v) = h.to_ascii_lowercase().strip_prefix("range: bytes=") {
-                    range = Some(v.trim().trim_end_matches('-').parse::<usize>().unwrap());
-                }
-            }
-            seen.lock().unwrap().push(format!("{} range={range:?}", line.trim()));
-            let ok = line.contains(&format!("/resolve/main/{path} "));
-            let head = line.starts_with("HEAD");
-            let meta = format!(
-                "X-Repo-Commit: {COMMIT}\r\nETag: \"0123abcd\"\r\nConnection: close\r\n"
-            );
-            if !ok {
-                let _ = stream.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
-                continue;
-            }
-            let start = range.unwrap_or(0);
-            let body = &content[start..];
-            let status = if range.is_some() { "206 Partial Content" } else { "200 OK" };
-            let _ = write!(stream, "HTTP/1.1 {status}\r\nContent-Length: {}\r\n{meta}\r\n", body.len());
-            if head {
-                continue;
-            }
-            if !cut_done && range.is_none() {
-                cut_done = true;
-                let _ = stream.write_all(&body[..cut]);
-                let _ = stream.flush();
-                drop(stream); // the connection drops mid-file
-                continue;
-            }
-            let _ = stream.write_all(body);
-        }
-    });
-    (addr, log)
-}
-
 #[cfg(feature = "download")]
 #[test]
 fn download_fills_the_cache_and_resumes_after_a_dropped_connection() {
     let content: Vec<u8> = (0..3_000_000u32).map(|i| (i * 31 % 251) as u8).collect();
-    let (endpoint, log) = fake_hub("sub/w.safetensors", content.clone(), 1_000_000);
+    let files = std::sync::Arc::new(std::sync::Mutex::new([("org/model/sub/w.safetensors".to_string(), content.clone())].into_iter().collect()));
+    let (endpoint, log) = common::fake_hub::fake_hub(files, Some(("org/model/sub/w.safetensors".into(), 1_000_000)));
     std::env::set_var("HF_ENDPOINT", &endpoint);
     let tmp = tempfile::tempdir().unwrap();
     let cache = tmp.path();
     let file = HubFile::parse("hf:org/model/sub/w.safetensors").unwrap();
     let e = format!("{:#}", videovla::model::download::download(cache, &file).unwrap_err());
     assert!(e.contains("run again to resume"), "{e}");
-    let partial = cache.join("models--org--model/blobs/0123abcd.incomplete");
+    let blobs = cache.join("models--org--model/blobs");
+    let partial = std::fs::read_dir(&blobs).unwrap().map(|e| e.unwrap().path()).find(|p| p.extension().is_some_and(|e| e == "incomplete")).unwrap();
     let have = std::fs::metadata(&partial).unwrap().len();
     assert!(have > 0 && have < content.len() as u64, "{have}");
     let path = videovla::model::download::download(cache, &file).unwrap();

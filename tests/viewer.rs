@@ -9,6 +9,8 @@ use egui::Key;
 use egui_kittest::kittest::Queryable;
 use egui_kittest::Harness;
 use videovla::ui::dialogs::FixedDialogs;
+
+mod common;
 use videovla::ui::{ViewerApp, ViewerOptions};
 
 fn tiny_model() -> PathBuf {
@@ -34,8 +36,16 @@ fn setup() {
             std::fs::copy(&f, snap.join(f.file_name().unwrap())).unwrap();
         }
         std::env::set_var("HF_HUB_CACHE", &cache);
+        // A hub endpoint for download tests (files are registered per test).
+        let (endpoint, _) = common::fake_hub::fake_hub(hub_files().clone(), None);
+        std::env::set_var("HF_ENDPOINT", endpoint);
         std::env::set_var("VIDEOVLA_MODEL_DIR", "/nonexistent/videovla-model");
     });
+}
+
+fn hub_files() -> &'static common::fake_hub::HubFiles {
+    static FILES: std::sync::OnceLock<common::fake_hub::HubFiles> = std::sync::OnceLock::new();
+    FILES.get_or_init(Default::default)
 }
 
 fn harness(dialogs: FixedDialogs) -> Harness<'static, ViewerApp> {
@@ -391,6 +401,31 @@ fn viewer_model_picker_loads_from_the_hub_cache_and_reports_bad_ids() {
     h.get_by_label("Run").click();
     step_until(&mut h, "the prediction", |a| !a.history.entries.is_empty());
     assert_eq!(h.state().history.entries[0].model.source, "hf:test-org/tiny");
+}
+
+#[test]
+fn viewer_downloads_a_hub_model_with_progress() {
+    let mut h = harness(FixedDialogs::default());
+    step_until(&mut h, "the model", |a| a.model_summary().is_some());
+    // A repository only the (local) hub endpoint has: a fresh name, so nothing is cached.
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    let repo = format!("test-org/remote-{}-{nanos}", std::process::id());
+    for f in std::fs::read_dir(tiny_model()).unwrap() {
+        let f = f.unwrap().path();
+        let name = f.file_name().unwrap().to_string_lossy().to_string();
+        hub_files().lock().unwrap().insert(format!("{repo}/{name}"), std::fs::read(&f).unwrap());
+    }
+    h.state_mut().hub_id = format!("hf:{repo}");
+    h.run_steps(1);
+    h.get_by_label("Load").click();
+    step_until(&mut h, "the downloaded model", |a| a.model_summary().is_some_and(|m| m.source.to_string() == format!("hf:{repo}")));
+    let got = h.state().downloaded.clone();
+    for f in ["config.json", "transformer.safetensors", "vae.safetensors"] {
+        assert!(got.iter().any(|g| g.ends_with(f)), "{f} not reported downloaded: {got:?}");
+    }
+    assert!(h.state().download.is_none(), "the progress bar goes away once loaded");
+    h.get_by_label("Run").click();
+    step_until(&mut h, "the prediction", |a| !a.history.entries.is_empty());
 }
 
 #[test]

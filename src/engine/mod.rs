@@ -51,6 +51,8 @@ pub struct ModelSummary {
 /// What the worker reports.
 pub enum Event {
     ModelLoading { source: ModelSource },
+    /// A hub file is being downloaded while a model loads.
+    Download { file: String, done: u64, total: Option<u64> },
     ModelLoaded(Box<ModelSummary>),
     Stage { id: u64, stage: Stage },
     Progress {
@@ -106,7 +108,19 @@ impl Worker {
             Request::Load { source } => {
                 self.send(Event::ModelLoading { source: source.clone() });
                 self.model = None;
-                match VideoVla::load_source(&source, &candle_core::Device::Cpu).and_then(|m| {
+                let events = self.events.clone();
+                let repaint = self.repaint.clone();
+                let mut last = std::time::Instant::now() - std::time::Duration::from_secs(1);
+                let observer: crate::model::hub::DownloadObserver = Box::new(move |file, done, total| {
+                    // At most ~20 events a second (and always the last chunk).
+                    if last.elapsed().as_millis() >= 50 || Some(done) == total {
+                        last = std::time::Instant::now();
+                        let _ = events.send(Event::Download { file: file.to_string(), done, total });
+                        repaint();
+                    }
+                });
+                let loaded = crate::model::hub::with_download_observer(observer, || VideoVla::load_source(&source, &candle_core::Device::Cpu));
+                match loaded.and_then(|m| {
                     let stats = m.action_stats()?;
                     let info = crate::export::model_info(&m)?;
                     Ok((m, stats, info))

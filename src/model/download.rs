@@ -118,6 +118,8 @@ fn fetch_blob(url: &str, auth: Option<&str>, blob: &Path, size: Option<u64>, fil
     );
     pb.set_message(file.path.rsplit('/').next().unwrap_or("").to_string());
     pb.set_position(start);
+    let name = file.to_string();
+    super::hub::report_download(&name, start, size);
     let mut body = resp.into_body().into_reader();
     let mut buf = vec![0u8; 1 << 20];
     let mut done = start;
@@ -129,6 +131,7 @@ fn fetch_blob(url: &str, auth: Option<&str>, blob: &Path, size: Option<u64>, fil
         out.write_all(&buf[..n])?;
         done += n as u64;
         pb.set_position(done);
+        super::hub::report_download(&name, done, size);
     }
     out.sync_all()?;
     pb.finish_and_clear();

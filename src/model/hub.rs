@@ -152,6 +152,31 @@ pub fn cached_file(cache: &Path, file: &HubFile) -> Option<PathBuf> {
     path.is_file().then_some(path)
 }
 
+/// Observes hub downloads on the current thread: (file, bytes done, total bytes if known).
+pub type DownloadObserver = Box<dyn FnMut(&str, u64, Option<u64>)>;
+
+thread_local! {
+    static OBSERVER: std::cell::RefCell<Option<DownloadObserver>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Run `f` with `obs` told about every download chunk it causes on this thread (the engine
+/// forwards them to the viewer's progress bar).
+pub fn with_download_observer<R>(obs: DownloadObserver, f: impl FnOnce() -> R) -> R {
+    let prev = OBSERVER.with(|o| o.borrow_mut().replace(obs));
+    let r = f();
+    OBSERVER.with(|o| *o.borrow_mut() = prev);
+    r
+}
+
+/// Report download progress to this thread's observer, if any.
+pub fn report_download(file: &str, done: u64, total: Option<u64>) {
+    OBSERVER.with(|o| {
+        if let Some(f) = o.borrow_mut().as_mut() {
+            f(file, done, total)
+        }
+    });
+}
+
 /// A hub file: from the cache, else downloaded (with the `download` feature), else a one-line
 /// error naming the command that fetches it.
 pub fn get_file(file: &HubFile) -> anyhow::Result<PathBuf> {

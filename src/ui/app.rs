@@ -151,6 +151,10 @@ pub struct ViewerApp {
     pub error: Option<String>,
     /// The hub repository typed into the model picker.
     pub hub_id: String,
+    /// The download in progress while a hub model loads: (file, bytes done, total).
+    pub download: Option<(String, u64, Option<u64>)>,
+    /// Hub files downloaded since the viewer started.
+    pub downloaded: Vec<String>,
     pub status: Option<String>,
     pub sample: usize,
     dialogs: Box<dyn Dialogs>,
@@ -186,6 +190,8 @@ impl ViewerApp {
             show_robot: false,
             error: None,
             hub_id: String::new(),
+            download: None,
+            downloaded: Vec::new(),
             status: None,
             sample: 0,
             dialogs: opts.dialogs,
@@ -348,7 +354,14 @@ impl ViewerApp {
         while let Some(ev) = self.engine.try_recv() {
             match ev {
                 Event::ModelLoading { source } => self.model = ModelState::Loading(source),
+                Event::Download { file, done, total } => {
+                    if Some(done) == total && !self.downloaded.contains(&file) {
+                        self.downloaded.push(file.clone());
+                    }
+                    self.download = Some((file, done, total));
+                }
                 Event::ModelLoaded(m) => {
+                    self.download = None;
                     self.params.adopt_defaults(&m);
                     self.model = ModelState::Ready(m);
                     if self.auto_run {
@@ -393,6 +406,9 @@ impl ViewerApp {
                     self.status = Some(format!("prediction #{id} cancelled"));
                 }
                 Event::Error { id, message } => {
+                    if id.is_none() {
+                        self.download = None;
+                    }
                     if id.is_some() || self.running.is_some() {
                         self.running = None;
                         self.pending = None;
@@ -430,11 +446,16 @@ impl ViewerApp {
             match &self.model {
                 ModelState::Loading(d) => {
                     ui.add(egui::Spinner::new());
-                    let extra = match d {
-                        ModelSource::Hub(_) if cfg!(feature = "download") => " (missing files are downloaded; progress in the terminal)",
-                        _ => "",
-                    };
-                    ui.label(format!("loading {d}{extra}"));
+                    ui.label(format!("loading {d}"));
+                    if let Some((file, done, total)) = &self.download {
+                        let name = file.rsplit('/').next().unwrap_or(file);
+                        let mb = |b: u64| b as f64 / (1 << 20) as f64;
+                        let (frac, text) = match total {
+                            Some(t) if *t > 0 => (*done as f32 / *t as f32, format!("downloading {name}: {:.1} / {:.1} MiB", mb(*done), mb(*t))),
+                            _ => (0.0, format!("downloading {name}: {:.1} MiB", mb(*done))),
+                        };
+                        ui.add(egui::ProgressBar::new(frac).desired_width(220.0).text(text));
+                    }
                 }
                 ModelState::Ready(m) => {
                     ui.label(format!("model: {} ({} frames, {}×{})", m.name, m.num_frames, m.image_size, m.image_size))
@@ -465,7 +486,7 @@ impl ViewerApp {
             let l = ui.label("Hub id");
             ui.add(egui::TextEdit::singleline(&mut self.hub_id).hint_text("hf:ORG/NAME[@REV]").desired_width(180.0))
                 .labelled_by(l.id);
-            if ui.add_enabled(!self.hub_id.trim().is_empty(), egui::Button::new("Load")).on_hover_text("A model repository from the Hugging Face cache").clicked() {
+            if ui.add_enabled(!self.hub_id.trim().is_empty(), egui::Button::new("Load")).on_hover_text(if cfg!(feature = "download") { "A model repository: from the Hugging Face cache, missing files downloaded (progress shown here)" } else { "A model repository from the Hugging Face cache" }).clicked() {
                 let spec = self.hub_id.trim();
                 let spec = if spec.starts_with("hf:") { spec.to_string() } else { format!("hf:{spec}") };
                 match ModelSource::parse(&spec) {
