@@ -154,6 +154,30 @@ def test_export_roundtrip(tmp_path):
             assert torch.equal(u, v)
 
 
+def test_episode_caching_indexes_windows_exactly():
+    """--episodes-per-shard: one encode per episode; window k = latent of frame 8k alone, then
+    episode latents 2k+1 .. 2k+12; actions exactly the window's."""
+    import cache_latents
+
+    tmp = __import__("tempfile").mkdtemp()
+    data.write_synthetic(tmp, episodes=((3, "pick up the red cube"),), size=16)
+    ds = data.SimDataset(tmp)
+    cfg = tinysim.vae_config(block_out_channels=(4, 8, 8, 8), latent_channels=4, groups=4)
+    cfg["sample_height"] = cfg["sample_width"] = 16
+    vae = randomize_(CogVideoXVAE.from_config(cfg), seed=3).eval()
+    r = cache_latents.encode_episode(vae, ds, 0, torch.Generator().manual_seed(0))
+    assert r["video_mean"].shape[:3] == (3, 4, 13) and r["k"].tolist() == [0, 1, 2]
+    with torch.no_grad():
+        fr = ds.episode_frames(0)
+        for k in range(3):
+            m0, _ = vae.encode(data.to_pixels(fr[8 * k][None, None]))
+            torch.testing.assert_close(r["video_mean"][k, :, 0].float(), m0[0, :, 0], atol=2e-3, rtol=2e-3)
+            np.testing.assert_array_equal(r["actions"][k].numpy(), ds.window(0, k)["actions"])
+    # Consecutive windows share the episode encoding shifted by 2 latents (8 frames).
+    for k in range(2):
+        assert torch.equal(r["video_mean"][k + 1, :, 1:11], r["video_mean"][k, :, 3:13])
+
+
 @pytest.mark.skipif(os.environ.get("VIDEOVLA_SLOW_TESTS") != "1", reason="slow (~1 min): set VIDEOVLA_SLOW_TESTS=1")
 def test_pipeline_smoke(tmp_path):
     """record format -> cache_latents -> train_dit (2 steps, resume +1) -> export -> load + predict."""
