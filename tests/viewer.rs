@@ -431,7 +431,8 @@ fn viewer_downloads_a_hub_model_with_progress() {
 #[test]
 fn viewer_robot_panel_serves_a_simulated_robot_and_shows_imagination_vs_execution() {
     use videovla::sim::policy::Policy;
-    let mut h = harness(FixedDialogs::default());
+    let out = tempfile::tempdir().unwrap();
+    let mut h = harness(FixedDialogs { export_folder: Some(out.path().to_path_buf()), ..Default::default() });
     step_until(&mut h, "the model", |a| a.model_summary().is_some());
     h.state_mut().robot.port = 0;
     h.get_by_label("Robot link (openpi server)").click();
@@ -476,6 +477,16 @@ fn viewer_robot_panel_serves_a_simulated_robot_and_shows_imagination_vs_executio
     let _ = h.get_by_label_contains("matched tracks");
     let _ = h.get_by_label_contains("imagined · frame 6/8");
     let _ = h.get_by_label_contains("executed · frame 25/25");
+    h.get_by_label("Export chunk…").click();
+    h.run_steps(2);
+    let j: serde_json::Value = serde_json::from_slice(&std::fs::read(out.path().join("chunk-00000/chunk.json")).unwrap()).unwrap();
+    assert_eq!(j["executed_frames"], 26);
+    assert!(j["motion_similarity"]["score"].is_number(), "{j}");
+    for f in ["imagined.gif", "executed.gif"] {
+        assert!(image::open(out.path().join("chunk-00000").join(f)).is_ok(), "{f}");
+    }
+    assert!(h.state().robot.message.as_deref().unwrap_or("").starts_with("wrote "));
+    h.state_mut().robot.message = None; // names a random temp dir
     // The server's port is random: fold the Robot link section away for the snapshot.
     h.get_by_label("Robot link (openpi server)").click();
     h.run_steps(3);

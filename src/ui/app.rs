@@ -713,7 +713,7 @@ impl eframe::App for ViewerApp {
         egui::CentralPanel::default().show(ui, |ui| {
             egui::ScrollArea::vertical().show(ui, |ui| {
                 if self.show_robot && self.robot.shown().is_some() {
-                    if let Some(n) = self.robot.view_ui(ui, self.timeline.frame, &mut self.robot_view) {
+                    if let Some(n) = self.robot.view_ui(ui, self.timeline.frame, &mut self.robot_view, self.dialogs.as_mut()) {
                         if self.timeline.frames != n {
                             self.timeline.frames = n;
                             self.timeline.frame = self.timeline.frame.min(n - 1);

@@ -254,7 +254,13 @@ impl RobotPanel {
 
     /// Imagination vs execution at timeline frame `frame`. Returns the number of imagined frames
     /// (for the timeline) when a chunk is shown.
-    pub fn view_ui(&mut self, ui: &mut egui::Ui, frame: usize, traj: &mut super::trajectory_3d::Trajectory3d) -> Option<usize> {
+    pub fn view_ui(
+        &mut self,
+        ui: &mut egui::Ui,
+        frame: usize,
+        traj: &mut super::trajectory_3d::Trajectory3d,
+        dialogs: &mut dyn super::dialogs::Dialogs,
+    ) -> Option<usize> {
         let idx = self.shown()?;
         let n_chunks = self.recording.chunks.len();
         let c = self.recording.chunks[idx].clone();
@@ -278,7 +284,23 @@ impl RobotPanel {
             ui.selectable_value(&mut self.mode, CompareMode::SideBySide, "side by side");
             ui.selectable_value(&mut self.mode, CompareMode::Overlay, "overlay");
             ui.selectable_value(&mut self.mode, CompareMode::Difference, "difference");
+            ui.separator();
+            if ui
+                .add_enabled(c.closed, egui::Button::new("Export chunk…"))
+                .on_hover_text("imagined.gif, executed.gif and chunk.json (actions, executed path, motion similarity)")
+                .clicked()
+            {
+                if let Some(dir) = dialogs.pick_export_folder() {
+                    self.message = Some(match self.recording.save_chunk(idx, &dir) {
+                        Ok(()) => format!("wrote {}", dir.join(format!("chunk-{:05}", c.chunk)).display()),
+                        Err(e) => format!("export failed: {e:#}"),
+                    });
+                }
+            }
         });
+        if let Some(m) = &self.message {
+            ui.label(m);
+        }
         ui.label(format!("“{}” · {} executed frames · {:.1} actions executed", c.instruction, c.executed.len(), c.executed_actions(self.recording.assume_executed)));
         match (c.closed, c.similarity.as_ref().and_then(|s| s.score)) {
             (true, Some(s)) => {
