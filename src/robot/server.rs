@@ -29,6 +29,8 @@ use crate::model::pipeline::{CancelToken, Prediction, PredictParams, VideoVla};
 
 pub const DEFAULT_PORT: u16 = 8000;
 pub const DEFAULT_MAX_MESSAGE: usize = 64 << 20;
+/// Connections served at once (each holds a thread); more get `503` and are closed.
+pub const MAX_CONNECTIONS: usize = 64;
 const ERROR_REASON: &str = "Internal server error. Traceback included in previous frame.";
 
 #[derive(Clone, Debug)]
@@ -101,6 +103,7 @@ struct Shared {
     stop: AtomicBool,
     chunks: AtomicU64,
     clients: AtomicU64,
+    active: std::sync::atomic::AtomicUsize,
 }
 
 impl Shared {
@@ -150,6 +153,7 @@ impl Server {
             stop: AtomicBool::new(false),
             chunks: AtomicU64::new(0),
             clients: AtomicU64::new(0),
+            active: std::sync::atomic::AtomicUsize::new(0),
         });
         let params = shared.cfg.params.clone().unwrap_or_else(|| model.default_params());
         std::thread::Builder::new()
@@ -161,10 +165,24 @@ impl Server {
                 if sh.stop.load(Ordering::SeqCst) {
                     break;
                 }
-                let Ok(stream) = stream else { continue };
+                let Ok(mut stream) = stream else { continue };
+                if sh.active.load(Ordering::SeqCst) >= MAX_CONNECTIONS {
+                    let _ = stream.write_all(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+                    continue;
+                }
+                sh.active.fetch_add(1, Ordering::SeqCst);
                 let id = sh.clients.fetch_add(1, Ordering::SeqCst);
                 let sh = sh.clone();
-                let _ = std::thread::Builder::new().name(format!("videovla-client-{id}")).spawn(move || serve_connection(stream, id, &sh));
+                let spawned = std::thread::Builder::new().name(format!("videovla-client-{id}")).spawn({
+                    let sh = sh.clone();
+                    move || {
+                        serve_connection(stream, id, &sh);
+                        sh.active.fetch_sub(1, Ordering::SeqCst);
+                    }
+                });
+                if spawned.is_err() {
+                    sh.active.fetch_sub(1, Ordering::SeqCst);
+                }
             }
         })?;
         Ok(Server { addr, shared, events: ev_rx, accept: Some(accept), model_name, image_size })
