@@ -236,7 +236,7 @@ fn frame_messages_build_the_execution_timeline_and_its_similarity() {
         }
     }
     let c0 = &rec.chunks[closed[0]];
-    assert_eq!(c0.executed.len(), 1 + 8 + 1, "request, 8 frames, the next request");
+    assert_eq!(c0.executed.len(), 1 + 8, "the request, then the 8 streamed frames (the next request is not added again)");
     assert_eq!(c0.executed_actions(6), 3.0);
     // 3 of 6 actions executed -> the imagination is cut half-way (frame 24 of 48 as released).
     let n = c0.prediction.as_ref().unwrap().samples[0].frames.len();
@@ -246,6 +246,17 @@ fn frame_messages_build_the_execution_timeline_and_its_similarity() {
     let dir = tempfile::tempdir().unwrap();
     rec.save_chunk(closed[0], dir.path()).unwrap();
     let j: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.path().join("chunk-00000/chunk.json")).unwrap()).unwrap();
-    assert_eq!(j["executed_frames"], 10);
+    assert_eq!(j["executed_frames"], 9);
     assert!(dir.path().join("chunk-00000/imagined.gif").exists());
+}
+
+#[test]
+fn stop_closes_open_connections_and_the_port() {
+    let mut s = start(|_| {});
+    let mut c = PolicyClient::connect(&url(&s), None).unwrap();
+    assert_eq!(reply_actions(&c.infer(&request("pick")).unwrap()).unwrap().len(), 6);
+    let addr = s.addr();
+    s.stop();
+    assert!(c.infer(&request("pick")).is_err(), "the open connection is closed");
+    assert!(TcpStream::connect(addr).is_err(), "nothing listens any more");
 }

@@ -462,7 +462,7 @@ fn viewer_robot_panel_serves_a_simulated_robot_and_shows_imagination_vs_executio
     let c0 = h.state().robot.recording.chunks.iter().position(|c| c.closed).unwrap();
     {
         let c = &h.state().robot.recording.chunks[c0];
-        assert_eq!(c.executed.len(), 1 + 3 * 8 + 1, "request + 24 streamed sub-frames + the next request");
+        assert_eq!(c.executed.len(), 1 + 3 * 8, "the request + 24 streamed sub-frames");
         assert_eq!(c.executed_actions(6), 3.0);
         assert!(c.executed.iter().all(|f| f.position.is_some()));
     }
@@ -476,11 +476,11 @@ fn viewer_robot_panel_serves_a_simulated_robot_and_shows_imagination_vs_executio
     // executed actions -> the last executed frame.
     let _ = h.get_by_label_contains("matched tracks");
     let _ = h.get_by_label_contains("imagined · frame 6/8");
-    let _ = h.get_by_label_contains("executed · frame 25/25");
+    let _ = h.get_by_label_contains("executed · frame 24/24");
     h.get_by_label("Export chunk…").click();
     h.run_steps(2);
     let j: serde_json::Value = serde_json::from_slice(&std::fs::read(out.path().join("chunk-00000/chunk.json")).unwrap()).unwrap();
-    assert_eq!(j["executed_frames"], 26);
+    assert_eq!(j["executed_frames"], 25);
     assert!(j["motion_similarity"]["score"].is_number(), "{j}");
     for f in ["imagined.gif", "executed.gif"] {
         assert!(image::open(out.path().join("chunk-00000").join(f)).is_ok(), "{f}");

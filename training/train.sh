@@ -13,8 +13,8 @@
 #   6. fixture   training/tiny_sim_fixture.py -> tests/fixtures/tiny_sim_pipeline.*
 #   7. ablation  (ABLATION=1) the same DiT budget with --video-loss-weight 0 -> runs/dit-action-only,
 #                trained at the same time as stage 4 (one core each), exported to runs/ablation-action-only/model
-# Environment: VAE_MIN (20), DIT_MIN (50), DIT_STEPS (LR schedule length, 4000), EPISODES (3000),
-# CACHE_MIN (15), LATENT_SCALE (0 = from the cache: 0.4 / content std), ABLATION (0), PY (venv python), BIN.
+# Environment: VAE_MIN (18), DIT_MIN (60), DIT_STEPS (LR schedule length, 4000), EPISODES (3000),
+# CACHE_MIN (15), LATENT_SCALE (0 = from the cache: 0.4 / content std), ABLATION (1; 0 = the joint model alone, on both cores), PY (venv python), BIN.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p runs data
@@ -27,7 +27,7 @@ fi
 PY="${PY:-$HOME/.cache/videovla/venv/bin/python}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/videovla/target}"
 BIN="${BIN:-$CARGO_TARGET_DIR/release/videovla}"
-VAE_MIN="${VAE_MIN:-20}"; DIT_MIN="${DIT_MIN:-50}"; DIT_STEPS="${DIT_STEPS:-4000}"
+VAE_MIN="${VAE_MIN:-18}"; DIT_MIN="${DIT_MIN:-60}"; DIT_STEPS="${DIT_STEPS:-4000}"
 LATENT_SCALE="${LATENT_SCALE:-0}"; EPISODES="${EPISODES:-3000}"; CACHE_MIN="${CACHE_MIN:-15}"
 export OMP_WAIT_POLICY=PASSIVE   # shared 2-core machine: do not spin-wait
 T0=$(date +%s)
@@ -55,7 +55,8 @@ stage "3 cache"
 stage "4 dit"
 DIT_ARGS=(--latents data/latents --val-latents data/latents-val --steps "$DIT_STEPS" --minutes "$DIT_MIN"
           --batch 32 --scale "$LATENT_SCALE")
-if [ "${ABLATION:-0}" = "1" ]; then
+ABLATION="${ABLATION:-1}"
+if [ "$ABLATION" = "1" ]; then
   # The paper's ablation with the same budget: the action-only model (no video loss) trains at the
   # same time, one core each, same steps and wall-time cap.
   [ -f runs/dit-action-only/done ] || { "$PY" training/train_dit.py "${DIT_ARGS[@]}" --out runs/dit-action-only \
@@ -73,7 +74,7 @@ stage "5 export"
 stage "6 fixture"
 "$PY" training/tiny_sim_fixture.py --model models/tiny-sim --out tests/fixtures --data data/sim-val
 
-if [ "${ABLATION:-0}" = "1" ]; then
+if [ "$ABLATION" = "1" ]; then
   stage "7 ablation export (action-only)"
   "$PY" training/export.py --vae runs/vae --dit runs/dit-action-only --val-latents data/latents-val \
       --out runs/ablation-action-only/model --name "tiny-sim action-only ablation (no video loss)"

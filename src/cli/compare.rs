@@ -28,8 +28,7 @@ pub fn run(a: CompareArgs) -> anyhow::Result<()> {
     let (w, h) = im[0].dimensions();
     let n = s.frames;
     let pick = |c: &[image::RgbImage], t: usize| {
-        let f = &c[((t as f64) * (c.len() - 1) as f64 / (n - 1).max(1) as f64).round() as usize];
-        if f.dimensions() == (w, h) { f.clone() } else { image::imageops::resize(f, w, h, image::imageops::FilterType::Triangle) }
+        crate::compare::motion::fit(&c[((t as f64) * (c.len() - 1) as f64 / (n - 1).max(1) as f64).round() as usize], w, h)
     };
     let ia: Vec<_> = (0..n).map(|t| pick(&im, t)).collect();
     let ea: Vec<_> = (0..n).map(|t| pick(&ex, t)).collect();

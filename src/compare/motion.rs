@@ -64,12 +64,25 @@ pub struct MotionScore {
     pub foreground: bool,
 }
 
-fn gray(img: &RgbImage, w: u32, h: u32) -> GrayImage {
-    let img = if img.dimensions() == (w, h) {
-        img.clone()
+/// `img` in a `w`×`h` frame's coordinates: centre-cropped to that aspect ratio, then resized
+/// (how the model crops its input), so positions are comparable.
+pub fn fit(img: &RgbImage, w: u32, h: u32) -> RgbImage {
+    if img.dimensions() == (w, h) {
+        return img.clone();
+    }
+    let (iw, ih) = img.dimensions();
+    // Largest centred crop with the target aspect.
+    let (cw, ch) = if iw as u64 * h as u64 > ih as u64 * w as u64 {
+        (((ih as u64 * w as u64) / h as u64).max(1) as u32, ih)
     } else {
-        image::imageops::resize(img, w, h, image::imageops::FilterType::Triangle)
+        (iw, ((iw as u64 * h as u64) / w as u64).max(1) as u32)
     };
+    let crop = image::imageops::crop_imm(img, (iw - cw) / 2, (ih - ch) / 2, cw, ch).to_image();
+    image::imageops::resize(&crop, w, h, image::imageops::FilterType::Triangle)
+}
+
+fn gray(img: &RgbImage, w: u32, h: u32) -> GrayImage {
+    let img = fit(img, w, h);
     image::DynamicImage::ImageRgb8(img).to_luma8()
 }
 
@@ -162,6 +175,7 @@ fn pair_similarity(a: &[(f32, f32)], b: &[(f32, f32)], still: f32) -> f64 {
     // "Still" = the largest displacement is below `still` pixels.
     let max_disp = |p: &[(f32, f32)]| p.iter().map(|q| ((q.0 - p[0].0).powi(2) + (q.1 - p[0].1).powi(2)).sqrt()).fold(0.0f32, f32::max);
     let (sa, sb) = (max_disp(a) < still, max_disp(b) < still);
+    let (sa, sb) = (sa || na == 0.0, sb || nb == 0.0);
     let cos = match (sa, sb) {
         (true, true) => 1.0,
         (true, false) | (false, true) => 0.0,

@@ -86,7 +86,7 @@ pub fn libero_observation(image: &image::RgbImage, state: Option<&[f32]>, prompt
 pub fn reply_actions(reply: &Value) -> anyhow::Result<Vec<Vec<f32>>> {
     let a = get(reply, "actions").context("the reply has no `actions`")?;
     let a = as_ndarray(a).context("`actions` is not an array")?.map_err(anyhow::Error::msg)?;
-    anyhow::ensure!(a.shape.len() == 2, "`actions` has shape {:?}; expected (horizon, dim)", a.shape);
+    anyhow::ensure!(a.shape.len() == 2 && a.shape[1] > 0, "`actions` has shape {:?}; expected (horizon, dim)", a.shape);
     let v = a.to_f64();
     Ok(v.chunks(a.shape[1]).map(|r| r.iter().map(|&x| x as f32).collect()).collect())
 }

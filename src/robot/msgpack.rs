@@ -182,8 +182,69 @@ pub fn as_number(v: &Value) -> Option<f64> {
     }
 }
 
-/// Decode one message. Trailing bytes, or nesting deeper than 64, are errors.
+/// Most msgpack elements one message may hold. A decoded element costs ~48 bytes however small
+/// it was on the wire, so without a cap a 64 MiB array of `nil`s would decode to ~3 GiB.
+pub const MAX_ELEMENTS: usize = 1 << 20;
+
+/// Count the elements of one msgpack value (arrays and maps count their children) without
+/// allocating; stops with an error past `limit` or at a malformed/truncated marker.
+pub fn count_elements(bytes: &[u8], limit: usize) -> Result<usize, String> {
+    let (mut pos, mut pending, mut count) = (0usize, 1usize, 0usize);
+    let rd = |pos: usize, n: usize| -> Result<u64, String> {
+        let b = bytes.get(pos..pos + n).ok_or("malformed msgpack: truncated")?;
+        Ok(b.iter().fold(0u64, |a, &x| (a << 8) | x as u64))
+    };
+    while pending > 0 {
+        pending -= 1;
+        count += 1;
+        if count > limit {
+            return Err(format!("the message holds more than {limit} msgpack elements; send images as numpy arrays"));
+        }
+        let m = *bytes.get(pos).ok_or("malformed msgpack: truncated")?;
+        pos += 1;
+        // (bytes to skip after the marker, child elements)
+        let len = |n: usize| -> Result<u64, String> { Ok(n as u64 + rd(pos, n)?) }; // length field + payload
+        let (skip, children): (u64, u64) = match m {
+            0x00..=0x7f | 0xe0..=0xff | 0xc0 | 0xc2 | 0xc3 => (0, 0),
+            0x80..=0x8f => (0, 2 * (m & 0x0f) as u64),
+            0x90..=0x9f => (0, (m & 0x0f) as u64),
+            0xa0..=0xbf => ((m & 0x1f) as u64, 0),
+            0xc4 | 0xd9 => (len(1)?, 0),
+            0xc5 | 0xda => (len(2)?, 0),
+            0xc6 | 0xdb => (len(4)?, 0),
+            0xc7 => (len(1)? + 1, 0), // ext: + type byte
+            0xc8 => (len(2)? + 1, 0),
+            0xc9 => (len(4)? + 1, 0),
+            0xca => (4, 0),
+            0xcb => (8, 0),
+            0xcc | 0xd0 => (1, 0),
+            0xcd | 0xd1 => (2, 0),
+            0xce | 0xd2 => (4, 0),
+            0xcf | 0xd3 => (8, 0),
+            0xd4 => (2, 0),
+            0xd5 => (3, 0),
+            0xd6 => (5, 0),
+            0xd7 => (9, 0),
+            0xd8 => (17, 0),
+            0xdc => (2, rd(pos, 2)?),
+            0xdd => (4, rd(pos, 4)?),
+            0xde => (2, 2 * rd(pos, 2)?),
+            0xdf => (4, 2 * rd(pos, 4)?),
+            0xc1 => return Err("malformed msgpack: reserved marker 0xc1".into()),
+        };
+        pos = pos.checked_add(skip as usize).filter(|&p| p <= bytes.len()).ok_or("malformed msgpack: truncated")?;
+        pending = pending.checked_add(children as usize).ok_or("malformed msgpack: too many elements")?;
+        if pending > limit {
+            return Err(format!("the message holds more than {limit} msgpack elements; send images as numpy arrays"));
+        }
+    }
+    Ok(count)
+}
+
+/// Decode one message. Trailing bytes, nesting deeper than 64 or more than [`MAX_ELEMENTS`]
+/// elements are errors.
 pub fn decode(bytes: &[u8]) -> Result<Value, String> {
+    count_elements(bytes, MAX_ELEMENTS)?;
     let mut rd = bytes;
     let v = rmpv::decode::read_value_with_max_depth(&mut rd, 64).map_err(|e| format!("malformed msgpack: {e}"))?;
     if !rd.is_empty() {
@@ -243,6 +304,20 @@ mod tests {
         assert!(decode(&[0x01, 0x02]).unwrap_err().contains("trailing"));
         // A huge shape cannot overflow the size check.
         assert!(NdArray::new(Dtype::F64, vec![usize::MAX, 3], vec![]).is_err());
+    }
+
+    #[test]
+    fn element_counting_bounds_the_decode() {
+        let v = map(vec![("a", Value::Array(vec![Value::Nil; 5])), ("b", NdArray::from_u8(vec![3], vec![1, 2, 3]).to_value())]);
+        let b = encode(&v);
+        // map + 2 keys + array + 5 nils + ndarray map (4 keys, 4 values, 1 shape entry)
+        assert_eq!(count_elements(&b, 100).unwrap(), 1 + 2 + 1 + 5 + 1 + 8 + 1);
+        assert!(count_elements(&b, 10).unwrap_err().contains("more than 10"));
+        // A huge declared array of nils is refused before anything is allocated.
+        let mut big = vec![0xdd, 0x7f, 0xff, 0xff, 0xff];
+        big.extend(std::iter::repeat_n(0xc0, 1000));
+        assert!(decode(&big).unwrap_err().contains("elements"));
+        assert!(count_elements(&b[..b.len() - 1], 100).unwrap_err().contains("truncated"));
     }
 
     #[test]

@@ -56,6 +56,14 @@ pub struct Observation {
     pub want_imagination: Option<bool>,
 }
 
+/// A numpy scalar (`__npgeneric__`, e.g. `np.bool_`, `np.str_`) as its plain value.
+fn scalar(v: &Value) -> &Value {
+    match get(v, "__npgeneric__") {
+        Some(_) => get(v, "data").unwrap_or(v),
+        None => v,
+    }
+}
+
 /// Look up `path` as a flat key, then as nested maps split at '/'.
 fn lookup<'a>(v: &'a Value, path: &str) -> Option<&'a Value> {
     if let Some(x) = get(v, path) {
@@ -114,7 +122,7 @@ pub fn parse_observation(v: &Value, keys: &ObsKeys) -> Result<Observation, Strin
     if !matches!(v, Value::Map(_)) {
         return Err("the observation must be a msgpack map (a dict of numpy arrays and a prompt)".into());
     }
-    let frame = match get(v, "videovla/frame") {
+    let frame = match get(v, "videovla/frame").map(scalar) {
         Some(Value::Boolean(true)) => Some(get(v, "videovla/action_step").and_then(as_number)),
         _ => None,
     };
@@ -125,7 +133,7 @@ pub fn parse_observation(v: &Value, keys: &ObsKeys) -> Result<Observation, Strin
         .ok_or_else(|| format!("the observation has no image: expected one of the keys {:?} (configure with --image-key)", keys.image))?;
     let arr = as_ndarray(arr).ok_or_else(|| format!("observation key {image_key:?} is not a numpy array"))??;
     let image = image_from_array(&arr)?;
-    let prompt = keys.prompt.iter().find_map(|k| lookup(v, k)).map(|p| match p {
+    let prompt = keys.prompt.iter().find_map(|k| lookup(v, k)).map(scalar).map(|p| match p {
         Value::String(s) => s.as_str().map(str::to_string).ok_or_else(|| "the prompt is not valid UTF-8".to_string()),
         Value::Binary(b) => String::from_utf8(b.clone()).map_err(|_| "the prompt is not valid UTF-8".to_string()),
         _ => match as_ndarray(p) {
@@ -148,7 +156,7 @@ pub fn parse_observation(v: &Value, keys: &ObsKeys) -> Result<Observation, Strin
         },
     };
     let seed = get(v, "videovla/seed").and_then(as_number).map(|s| s as u64);
-    let want_imagination = match get(v, "videovla/imagination") {
+    let want_imagination = match get(v, "videovla/imagination").map(scalar) {
         Some(Value::Boolean(b)) => Some(*b),
         _ => None,
     };
@@ -202,7 +210,11 @@ pub fn frames_from_value(v: &Value) -> Result<Vec<image::RgbImage>, String> {
         _ => return Err("frames: no `shape`".into()),
     };
     let [t, h, w, 3] = shape[..] else { return Err(format!("frames: shape {shape:?} is not (T, H, W, 3)")) };
-    if data.len() != t * h * w * 3 {
+    if h == 0 || w == 0 {
+        return Err("frames: empty frames".into());
+    }
+    let n = t.checked_mul(h).and_then(|x| x.checked_mul(w)).and_then(|x| x.checked_mul(3));
+    if n != Some(data.len()) {
         return Err("frames: data size does not match the shape".into());
     }
     Ok(data.chunks_exact(h * w * 3).map(|c| image::RgbImage::from_raw(w as u32, h as u32, c.to_vec()).unwrap()).collect())
@@ -294,6 +306,23 @@ mod tests {
         let e = parse_observation(&obs(vec![("image", img.to_value())]), &keys).unwrap_err();
         assert!(e.contains("no prompt"), "{e}");
         assert!(parse_observation(&Value::from(3), &keys).unwrap_err().contains("map"));
+    }
+
+    #[test]
+    fn numpy_scalar_flags_and_prompts_are_unwrapped() {
+        let np = |v: Value| Value::Map(vec![
+            (Value::Binary(b"__npgeneric__".to_vec()), Value::Boolean(true)),
+            (Value::Binary(b"data".to_vec()), v),
+            (Value::Binary(b"dtype".to_vec()), Value::from("|b1")),
+        ]);
+        let img = NdArray::from_u8(vec![1, 1, 3], vec![0; 3]);
+        let o = parse_observation(
+            &obs(vec![("image", img.to_value()), ("prompt", np(Value::from("lift it"))), ("videovla/frame", np(Value::Boolean(true)))]),
+            &ObsKeys::default(),
+        )
+        .unwrap();
+        assert_eq!(o.prompt, "lift it");
+        assert!(o.frame.is_some());
     }
 
     #[test]

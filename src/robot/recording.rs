@@ -102,10 +102,12 @@ impl Recording {
                 };
                 let closed = self.chunks.iter().rposition(|c| c.client == *client && !c.closed).map(|i| {
                     let c = &mut self.chunks[i];
-                    // The new request's observation is where the previous chunk's execution ended.
-                    let mut f = frame.clone();
-                    f.action_step = c.executed.last().and_then(|l| l.action_step);
-                    c.executed.push(f);
+                    // The new request's observation is where the previous chunk's execution
+                    // ended — unless the client streamed frames (it then already sent that frame,
+                    // and a new episode's first image must not end the old chunk).
+                    if !c.executed.iter().any(|e| e.action_step.is_some()) {
+                        c.executed.push(frame.clone());
+                    }
                     c.closed = true;
                     i
                 });
@@ -136,7 +138,7 @@ impl Recording {
                 None
             }
             ServerEvent::Frame { client, observation } => {
-                if let Some(c) = self.open_chunk(*client) {
+                if let Some(c) = self.open_chunk(*client).filter(|c| c.executed.len() < super::server::MAX_FRAMES_PER_CHUNK) {
                     c.executed.push(ExecFrame {
                         image: crate::model::preprocess::model_view(&observation.image, size),
                         position: position(&observation.state),

@@ -31,6 +31,12 @@ pub const DEFAULT_PORT: u16 = 8000;
 pub const DEFAULT_MAX_MESSAGE: usize = 64 << 20;
 /// Connections served at once (each holds a thread); more get `503` and are closed.
 pub const MAX_CONNECTIONS: usize = 64;
+/// A connection with no frame at all (websocket clients ping every 20 s) for this long is closed.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+/// Events buffered for the watcher; frame messages beyond this are dropped, never waited on.
+const EVENT_BUFFER: usize = 8192;
+/// Executed frames kept per chunk.
+pub const MAX_FRAMES_PER_CHUNK: usize = 4096;
 const ERROR_REASON: &str = "Internal server error. Traceback included in previous frame.";
 
 #[derive(Clone, Debug)]
@@ -92,6 +98,9 @@ struct JobResult {
 struct Job {
     obs: Arc<Observation>,
     reply: Sender<Result<JobResult, String>>,
+    /// Cancelled when the client goes away (a queued job is then skipped, a running one stops
+    /// within a denoising step).
+    cancel: CancelToken,
 }
 
 struct Shared {
@@ -104,12 +113,21 @@ struct Shared {
     chunks: AtomicU64,
     clients: AtomicU64,
     active: std::sync::atomic::AtomicUsize,
+    /// A handle on every open connection, so `stop` can close them.
+    streams: std::sync::Mutex<std::collections::HashMap<u64, TcpStream>>,
 }
 
 impl Shared {
     fn emit(&self, e: ServerEvent) {
         let _ = self.events.send(e);
         (self.notify)();
+    }
+
+    /// Frames may come at a high rate and get no reply: drop them rather than wait.
+    fn emit_frame(&self, e: ServerEvent) {
+        if self.events.try_send(e).is_ok() {
+            (self.notify)();
+        }
     }
 }
 
@@ -143,7 +161,7 @@ impl Server {
         })?;
         let addr = listener.local_addr()?;
         let (jobs_tx, jobs_rx) = crossbeam_channel::unbounded::<Job>();
-        let (ev_tx, ev_rx) = crossbeam_channel::unbounded();
+        let (ev_tx, ev_rx) = crossbeam_channel::bounded(EVENT_BUFFER);
         let shared = Arc::new(Shared {
             cfg,
             metadata,
@@ -154,6 +172,7 @@ impl Server {
             chunks: AtomicU64::new(0),
             clients: AtomicU64::new(0),
             active: std::sync::atomic::AtomicUsize::new(0),
+            streams: Default::default(),
         });
         let params = shared.cfg.params.clone().unwrap_or_else(|| model.default_params());
         std::thread::Builder::new()
@@ -165,7 +184,11 @@ impl Server {
                 if sh.stop.load(Ordering::SeqCst) {
                     break;
                 }
-                let Ok(mut stream) = stream else { continue };
+                let Ok(mut stream) = stream else {
+                    // e.g. out of file descriptors: do not spin
+                    std::thread::sleep(Duration::from_millis(20));
+                    continue;
+                };
                 if sh.active.load(Ordering::SeqCst) >= MAX_CONNECTIONS {
                     let _ = stream.write_all(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
                     continue;
@@ -196,11 +219,20 @@ impl Server {
         &self.events
     }
 
-    /// Stop accepting; the policy thread ends when the last client thread has gone.
+    /// Stop accepting and close every connection; the policy thread ends with the last client thread.
     pub fn stop(&mut self) {
-        self.shared.stop.store(true, Ordering::SeqCst);
-        // Wake the accept loop.
-        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
+        if self.shared.stop.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        for (_, s) in self.shared.streams.lock().unwrap_or_else(|e| e.into_inner()).drain() {
+            let _ = s.shutdown(std::net::Shutdown::Both);
+        }
+        // Wake the accept loop (on loopback when bound to every interface).
+        let mut wake = self.addr;
+        if wake.ip().is_unspecified() {
+            wake.set_ip(if wake.is_ipv4() { std::net::Ipv4Addr::LOCALHOST.into() } else { std::net::Ipv6Addr::LOCALHOST.into() });
+        }
+        let _ = TcpStream::connect_timeout(&wake, Duration::from_secs(1));
         if let Some(h) = self.accept.take() {
             let _ = h.join();
         }
@@ -216,13 +248,16 @@ impl Drop for Server {
 fn policy_loop(mut model: VideoVla, stats: Option<ActionStats>, params: PredictParams, jobs: Receiver<Job>) {
     let mut n: u64 = 0;
     while let Ok(job) = jobs.recv() {
+        if job.cancel.is_cancelled() {
+            continue; // its client left while it was queued
+        }
         let t0 = Instant::now();
         let mut p = params.clone();
         p.seed = job.obs.seed.unwrap_or(params.seed.wrapping_add(n));
         p.decode = job.obs.want_imagination.unwrap_or(params.decode);
         n += 1;
         let r = std::panic::catch_unwind(AssertUnwindSafe(|| -> anyhow::Result<JobResult> {
-            let pred = model.predict(&job.obs.image, &job.obs.prompt, &p, &mut |_| {}, &CancelToken::new())?;
+            let pred = model.predict(&job.obs.image, &job.obs.prompt, &p, &mut |_| {}, &job.cancel)?;
             let actions = crate::action::to_commands(&pred.samples[0].actions, stats.as_ref())?;
             Ok(JobResult { prediction: Arc::new(pred), actions, seed: p.seed, infer_ms: t0.elapsed().as_secs_f64() * 1e3 })
         }));
@@ -286,23 +321,38 @@ fn serve_connection(mut stream: TcpStream, id: u64, sh: &Shared) {
         Ok(ws) => ws,
         Err(_) => return,
     };
-    let _ = ws.get_mut().set_read_timeout(None);
+    let _ = ws.get_mut().set_read_timeout(Some(IDLE_TIMEOUT));
     let _ = ws.get_mut().set_write_timeout(Some(Duration::from_secs(60)));
     let _ = ws.get_mut().set_nodelay(true);
     if ws.send(Message::binary(sh.metadata.clone())).is_err() {
         return;
     }
+    if let Ok(s) = ws.get_ref().try_clone() {
+        sh.streams.lock().unwrap_or_else(|e| e.into_inner()).insert(id, s);
+    }
     sh.emit(ServerEvent::Connected { client: id, peer });
     let reason = client_loop(&mut ws, id, sh);
+    sh.streams.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
     sh.emit(ServerEvent::Disconnected { client: id, reason });
 }
 
 /// Serve one connection until it ends; returns why.
 fn client_loop(ws: &mut WebSocket<TcpStream>, id: u64, sh: &Shared) -> String {
     let mut prev_total_ms: Option<f64> = None;
+    // Messages that arrived while a request was running (a client breaking lock-step).
+    let mut pending: std::collections::VecDeque<tungstenite::Bytes> = Default::default();
     loop {
-        let msg = match ws.read() {
+        let next = match pending.pop_front() {
+            Some(b) => Ok(Message::Binary(b)),
+            None => ws.read(),
+        };
+        let msg = match next {
             Ok(m) => m,
+            Err(tungstenite::Error::Io(e)) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                let _ = ws.close(None);
+                let _ = ws.flush();
+                return format!("idle for {} s", IDLE_TIMEOUT.as_secs());
+            }
             Err(tungstenite::Error::Capacity(e)) => {
                 let m = format!(
                     "message too large ({e}); the server accepts at most {} MiB (start it with a larger --max-message-mib, or send smaller images)",
@@ -318,7 +368,10 @@ fn client_loop(ws: &mut WebSocket<TcpStream>, id: u64, sh: &Shared) -> String {
         let t0 = Instant::now();
         let bytes = match msg {
             Message::Binary(b) => b,
-            Message::Close(_) => return "closed by the client".into(),
+            Message::Close(_) => {
+                let _ = ws.flush(); // sends the queued close reply
+                return "closed by the client".into();
+            }
             Message::Text(_) => return fail(ws, id, sh, "send observations as binary msgpack frames, not text".into()),
             _ => continue, // ping/pong: tungstenite answers pings itself
         };
@@ -327,7 +380,7 @@ fn client_loop(ws: &mut WebSocket<TcpStream>, id: u64, sh: &Shared) -> String {
             Err(e) => return fail(ws, id, sh, format!("bad observation: {e}")),
         };
         if obs.frame.is_some() {
-            sh.emit(ServerEvent::Frame { client: id, observation: obs });
+            sh.emit_frame(ServerEvent::Frame { client: id, observation: obs });
             continue;
         }
         let chunk = sh.chunks.fetch_add(1, Ordering::SeqCst);
@@ -340,13 +393,38 @@ fn client_loop(ws: &mut WebSocket<TcpStream>, id: u64, sh: &Shared) -> String {
         if obs_req.seed.is_none() {
             obs_req.seed = Some(sh.cfg.seed.wrapping_add(chunk));
         }
-        if sh.jobs.send(Job { obs: Arc::new(obs_req), reply: tx }).is_err() {
+        let cancel = CancelToken::new();
+        if sh.jobs.send(Job { obs: Arc::new(obs_req), reply: tx, cancel: cancel.clone() }).is_err() {
             return fail(ws, id, sh, "the policy thread has stopped".into());
         }
-        let r = match rx.recv() {
-            Ok(r) => r,
-            Err(_) => return fail(ws, id, sh, "the policy thread has stopped".into()),
+        // Wait for the policy while still reading the socket: pings get their pongs (websockets
+        // clients close a connection whose pong is 20 s late) and a client that leaves cancels
+        // its request.
+        let _ = ws.get_mut().set_read_timeout(Some(Duration::from_millis(50)));
+        let r = loop {
+            match rx.recv_timeout(Duration::from_millis(50)) {
+                Ok(r) => break r,
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return fail(ws, id, sh, "the policy thread has stopped".into()),
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+            }
+            match ws.read() {
+                Ok(Message::Binary(b)) => pending.push_back(b),
+                Ok(Message::Close(_)) | Err(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed) => {
+                    cancel.cancel();
+                    let _ = ws.flush();
+                    return "closed while its request was running".into();
+                }
+                Ok(_) => {}
+                Err(tungstenite::Error::Io(e)) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                    let _ = ws.flush(); // sends queued pongs
+                }
+                Err(e) => {
+                    cancel.cancel();
+                    return format!("connection lost while its request was running: {e}");
+                }
+            }
         };
+        let _ = ws.get_mut().set_read_timeout(Some(IDLE_TIMEOUT));
         let r = match r {
             Ok(r) => r,
             Err(e) => return fail(ws, id, sh, e),
