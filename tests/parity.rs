@@ -475,6 +475,8 @@ fn pipeline_parity(fixture: &str) {
     let fixtures = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
     let dir = fixtures.join(f.json["model"].as_str().unwrap());
     let mut model = VideoVla::load(&dir, &Device::Cpu).unwrap();
+    // The trained sim model centres its latents (VAE `latent_shift`); the fixture says whether.
+    assert_eq!(model.vae.has_latent_shift(), f.json["latent_shift"].as_bool().unwrap_or(false), "latent_shift presence");
     let img = f.io("image_u8");
     let (h, w, _) = img.dims3().unwrap();
     let image = image::RgbImage::from_raw(w as u32, h as u32, img.flatten_all().unwrap().to_vec1::<u8>().unwrap()).unwrap();

@@ -22,6 +22,7 @@ import os
 import sys
 
 import torch
+from safetensors.torch import load_file
 from tokenizers import Tokenizer
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -83,9 +84,12 @@ def main():
     vae, vcfg = load_vae(a.vae)
     vcfg = dict(vcfg, scaling_factor=info["scaling_factor"])
     vae.scaling_factor = info["scaling_factor"]
+    shift_path = os.path.join(a.dit, "latent_shift.safetensors")
+    shift = load_file(shift_path)["latent_shift"] if info.get("latent_shift") else None
+    vae.latent_shift = shift  # saved in vae.safetensors as "latent_shift" (C, h, w)
     search = {}
     if a.guidance == "auto":
-        val = LatentCache(a.val_latents, tok, tinysim.TEXT_LEN, stats=info["action_stats"])
+        val = LatentCache(a.val_latents, tok, tinysim.TEXT_LEN, stats=info["action_stats"], shift=shift)
         for gs in [float(x) for x in a.guidance_grid.split(",")]:
             search[str(gs)] = eval_actions(model, val, info["scaling_factor"], n=a.eval_windows, guidance=gs)
             print(f"guidance {gs}: {search[str(gs)]}", flush=True)

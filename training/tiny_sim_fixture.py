@@ -61,7 +61,7 @@ def main():
     tensors = {"io.image_u8": torch.from_numpy(image)}
     meta = {"model": "../../" + os.path.relpath(a.model, os.path.join(a.out, "..", "..")).replace(os.sep, "/"),
             "instruction": instruction, "guidance_scale": gs, "guidance_exp": ge, "robot_id": robot,
-            "steps": STEPS, "video_frames": FRAMES,
+            "steps": STEPS, "video_frames": FRAMES, "latent_shift": m.vae.latent_shift is not None,
             "note": "io.<method>.video holds only the frames in video_frames (of 49); see training/tiny_sim_fixture.py"}
     for method in ("dpmpp", "ddim"):
         steps = STEPS[method]

@@ -31,7 +31,7 @@ import time
 
 import numpy as np
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import T5EncoderModel
 
@@ -55,7 +55,8 @@ P_IMAGE_DROP = 0.05
 class LatentCache:
     """All cached windows in memory (float16 posteriors), token ids per window."""
 
-    def __init__(self, root: str, tokenizer, text_len: int, stats: dict | None = None):
+    def __init__(self, root: str, tokenizer, text_len: int, stats: dict | None = None,
+                 shift: torch.Tensor | None = None):
         with open(os.path.join(root, "meta.json")) as f:
             self.meta = json.load(f)
         parts: dict[str, list] = {}
@@ -72,13 +73,21 @@ class LatentCache:
                 ids_per_ep[e] = tokenize(tokenizer, instr[e], text_len)
         self.ids = torch.tensor([ids_per_ep[e] for e in self.t["episode"].tolist()], dtype=torch.long)
         self.instructions = [instr[e] for e in self.t["episode"].tolist()]
+        self.shift = shift  # (C, h, w) latent mean removed from every latent (VAE `latent_shift`), or None
+
+    def mean_latent(self, n: int = 8192) -> torch.Tensor:
+        """Per-position mean (C, h, w) of the video posterior means over (up to n) windows and all frames."""
+        return self.t["video_mean"][:n].float().mean(dim=(0, 2))
 
     def __len__(self) -> int:
         return len(self.ids)
 
     def batch(self, idx: torch.Tensor) -> dict:
-        return {"video_mean": self.t["video_mean"][idx].float(), "video_logvar": self.t["video_logvar"][idx].float(),
-                "image_mean": self.t["image_mean"][idx].float(), "image_logvar": self.t["image_logvar"][idx].float(),
+        vm, im = self.t["video_mean"][idx].float(), self.t["image_mean"][idx].float()
+        if self.shift is not None:
+            vm, im = vm - self.shift[None, :, None], im - self.shift[None, :, None]
+        return {"video_mean": vm, "video_logvar": self.t["video_logvar"][idx].float(),
+                "image_mean": im, "image_logvar": self.t["image_logvar"][idx].float(),
                 "actions": self.actions[idx], "ids": self.ids[idx]}
 
 
@@ -219,12 +228,20 @@ def main():
                          "per-window deviation from the mean latent). The sim camera and table are static, so "
                          "the latent std is mostly a fixed spatial pattern and the per-sample content is ~15x "
                          "smaller; 4.0 puts the content at ~0.4 std (see README)")
+    ap.add_argument("--latent-shift", choices=["mean", "none"], default="mean",
+                    help="mean: subtract the training latents' per-position mean (C, h, w) before scaling (exported "
+                         "as the VAE's latent_shift). The static sim scene makes that mean pattern ~14x larger than "
+                         "the per-window content; left in, the action tokens never learned to read the image "
+                         "(README). none: the released convention, scale only")
     ap.add_argument("--video-loss-weight", type=float, default=1.0)
     ap.add_argument("--action-loss-weight", type=float, default=1.0)
     ap.add_argument("--eval-every", type=int, default=500)
     ap.add_argument("--ckpt-every", type=int, default=200)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--init", default="",
+                    help="warm start: model and EMA weights from this checkpoint (a finished run's ckpt.pt), fresh "
+                         "optimiser and LR schedule; ignored when --out already holds a checkpoint (resume)")
     a = ap.parse_args()
     set_threads(a.threads)
     os.makedirs(a.out, exist_ok=True)
@@ -234,7 +251,17 @@ def main():
     tok.save(os.path.join(a.out, "tokenizer.json"))
     scale = a.scale or float(meta.get("content_scaling_factor", meta["scaling_factor"]))
     cache = LatentCache(a.latents, tok, tinysim.TEXT_LEN)
-    val = LatentCache(a.val_latents, tok, tinysim.TEXT_LEN, stats=cache.stats) if os.path.exists(
+    shift = None
+    if a.latent_shift == "mean":
+        shift_path = os.path.join(a.out, "latent_shift.safetensors")
+        if os.path.exists(shift_path):  # resume: the same shift
+            shift = load_file(shift_path)["latent_shift"]
+        else:
+            shift = cache.mean_latent()
+            save_file({"latent_shift": shift.contiguous()}, shift_path + ".tmp")
+            os.replace(shift_path + ".tmp", shift_path)
+        cache.shift = shift
+    val = LatentCache(a.val_latents, tok, tinysim.TEXT_LEN, stats=cache.stats, shift=shift) if os.path.exists(
         os.path.join(a.val_latents, "meta.json")) else None
     C = cache.t["video_mean"].shape[1]
     model = TinyVideoVLA(tok.get_vocab_size(), C, seed=a.seed)
@@ -249,7 +276,14 @@ def main():
         opt.load_state_dict(ck["opt"])
         step = ck["step"]
         print(f"resumed from {ckpt_path} at step {step}", flush=True)
-    info = {"args": vars(a), "scaling_factor": scale, "vae_config": meta["vae_config"],
+    elif a.init:
+        ck = load_ckpt(a.init)
+        if ck is None:
+            sys.exit(f"--init {a.init}: no such checkpoint; give a run's ckpt.pt")
+        model.load_state_dict(ck["model"])
+        ema.load_state_dict(ck["ema"])
+        print(f"warm start from {a.init} (its step {ck['step']}); new schedule of {a.steps} steps", flush=True)
+    info = {"args": vars(a), "scaling_factor": scale, "latent_shift": shift is not None, "vae_config": meta["vae_config"],
             "action_stats": cache.stats, "dit": model.dit.cfg.to_dict(), "windows": len(cache),
             "params": {"dit": sum(p.numel() for p in model.dit.parameters()),
                        "t5": sum(p.numel() for p in model.t5.parameters())}}

@@ -424,10 +424,9 @@ pub fn video_to_frames(video: &Tensor) -> anyhow::Result<Vec<Vec<image::RgbImage
 impl VideoVla {
     /// Decode DiT latents (K, T, C, h, w) (× scale factor) to frames.
     pub fn decode_latents(&self, latents: &Tensor) -> anyhow::Result<Vec<Vec<image::RgbImage>>> {
-        let scale = self.vae.config().scaling_factor;
         let mut all = Vec::new();
         for i in 0..latents.dim(0)? {
-            let z = (latents.narrow(0, i, 1)?.permute((0, 2, 1, 3, 4))?.contiguous()? / scale)?;
+            let z = self.vae.from_dit_latent(&latents.narrow(0, i, 1)?.permute((0, 2, 1, 3, 4))?.contiguous()?)?;
             let video = self.vae.decode(&z.to_dtype(self.dit.dtype())?)?;
             check_finite(&video, "decoded video")?;
             all.extend(video_to_frames(&video)?);
@@ -447,10 +446,9 @@ impl VideoVla {
             idx.push(t as u32 - 1);
         }
         let ids = Tensor::new(idx.as_slice(), latents.device())?;
-        let scale = self.vae.config().scaling_factor;
         // (1, T, C, h, w) -> (k, C, 1, h, w): k independent single-latent clips.
         let z = latents.narrow(0, 0, 1)?.squeeze(0)?.index_select(&ids, 0)?.unsqueeze(2)?;
-        let z = (z.contiguous()? / scale)?;
+        let z = self.vae.from_dit_latent(&z.contiguous()?)?;
         let video = self.vae.decode(&z.to_dtype(self.dit.dtype())?)?;
         check_finite(&video, "decoded preview")?;
         Ok(video_to_frames(&video)?.into_iter().flatten().collect())
@@ -468,7 +466,7 @@ impl VideoVla {
                 (mean + (std * eps)?)?
             }
         };
-        let z = (z * self.vae.config().scaling_factor)?;
+        let z = self.vae.to_dit_latent(&z)?;
         Ok(z.permute((0, 2, 1, 3, 4))?.contiguous()?)
     }
 

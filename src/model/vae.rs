@@ -679,6 +679,11 @@ pub struct AutoencoderKLCogVideoX {
     quant_conv: Option<PointwiseConv3d>,
     post_quant_conv: Option<PointwiseConv3d>,
     cfg: VaeConfig,
+    /// Optional per-position latent mean `(C, h, w)` (f32) that the DiT's latent space is centred
+    /// on: `dit = (z − latent_shift) · scaling_factor`. Not part of CogVideoX: the tiny sim model
+    /// stores it in `vae.safetensors` as `latent_shift` because its static camera makes one
+    /// spatial pattern dominate every latent (training/README.md). Absent: plain scaling.
+    latent_shift: Option<Tensor>,
     /// Pixel frames per encoder chunk: `usize::MAX` (default) = the whole clip as the official
     /// SAT code; 8 = diffusers 0.42.1.
     pub encode_frame_batch: usize,
@@ -702,12 +707,26 @@ impl AutoencoderKLCogVideoX {
         } else {
             None
         };
+        let latent_shift = if vb.contains_tensor("latent_shift") {
+            let t = vb.get_unchecked_dtype("latent_shift", candle_core::DType::F32)?;
+            if t.rank() != 3 || t.dim(0)? != cfg.latent_channels {
+                candle_core::bail!(
+                    "latent_shift has shape {:?}, expected ({}, h, w): re-export the model",
+                    t.dims(),
+                    cfg.latent_channels
+                );
+            }
+            Some(t)
+        } else {
+            None
+        };
         Ok(Self {
             encoder,
             decoder,
             quant_conv,
             post_quant_conv,
             cfg: cfg.clone(),
+            latent_shift,
             encode_frame_batch: usize::MAX,
             decode_frame_batch: 2,
         })
@@ -790,9 +809,44 @@ impl AutoencoderKLCogVideoX {
         self.decode_chunk(z, &mut state)
     }
 
-    /// The DiT's latent from a posterior mean (or sample): `scaling_factor · z`.
-    pub fn scale_latent(&self, mean: &Tensor) -> Result<Tensor> {
-        mean.affine(self.cfg.scaling_factor, 0.0)
+    /// The DiT's latent from a posterior mean or sample `z` (B, C, T, h, w):
+    /// `(z − latent_shift) · scaling_factor` (just the scaling without a shift).
+    pub fn to_dit_latent(&self, z: &Tensor) -> Result<Tensor> {
+        let z = match self.shift_for(z)? {
+            Some(s) => z.broadcast_sub(&s)?,
+            None => z.clone(),
+        };
+        z.affine(self.cfg.scaling_factor, 0.0)
+    }
+
+    /// Inverse of [`Self::to_dit_latent`]: a DiT latent (B, C, T, h, w) to the VAE latent `decode` takes.
+    pub fn from_dit_latent(&self, z: &Tensor) -> Result<Tensor> {
+        let u = z.affine(1.0 / self.cfg.scaling_factor, 0.0)?;
+        match self.shift_for(z)? {
+            Some(s) => u.broadcast_add(&s),
+            None => Ok(u),
+        }
+    }
+
+    /// Whether this VAE centres its latents (has a `latent_shift`).
+    pub fn has_latent_shift(&self) -> bool {
+        self.latent_shift.is_some()
+    }
+
+    /// The shift as (1, C, 1, h, w) in `z`'s dtype, checked against `z`'s latent size.
+    fn shift_for(&self, z: &Tensor) -> Result<Option<Tensor>> {
+        let Some(s) = &self.latent_shift else { return Ok(None) };
+        let (c, h, w) = s.dims3()?;
+        let d = z.dims();
+        if d.len() != 5 || d[1] != c || d[3] != h || d[4] != w {
+            candle_core::bail!(
+                "this model's latent_shift is for {h}x{w} latents ({}x{} pixels) but got a latent of shape {d:?}: \
+                 run it at its trained image size",
+                h * 8,
+                w * 8
+            );
+        }
+        s.reshape((1, c, 1, h, w))?.to_dtype(z.dtype()).map(Some)
     }
 }
 

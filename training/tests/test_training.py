@@ -128,8 +128,10 @@ def test_export_roundtrip(tmp_path):
     tok = build_tokenizer(["pick up the red cube"])
     model = TinyVideoVLA(tok.get_vocab_size(), 8, seed=0)
     randomize_(model.dit, seed=1, weight_gain=0.5)
-    vcfg = tinysim.vae_config(**tinysim.PRESET["vae"])
+    vcfg = dict(tinysim.vae_config(**tinysim.PRESET["vae"]), scaling_factor=3.5)
     vae = randomize_(CogVideoXVAE.from_config(vcfg), seed=2)
+    assert "latent_shift" not in vae.state_dict()  # released / diffusers layout unless a shift is set
+    vae.latent_shift = torch.randn(16, 8, 8)
     stats = data.action_statistics(np.random.default_rng(0).normal(size=(100, 7)).astype(np.float32))
     info = {"args": {"video_loss_weight": 1.0}, "action_stats": stats, "step": 3}
     out = str(tmp_path / "m")
@@ -152,6 +154,12 @@ def test_export_roundtrip(tmp_path):
         img = torch.rand(1, 3, 1, 64, 64) * 2 - 1
         for u, v in zip(m.vae.encode(img), vae.encode(img)):
             assert torch.equal(u, v)
+        # the latent shift travels in vae.safetensors and centres the DiT's latents
+        assert torch.equal(m.vae.latent_shift, vae.latent_shift)
+        z = torch.randn(2, 16, 3, 8, 8)
+        d = m.vae.to_dit(z)
+        assert torch.allclose(d, (z - vae.latent_shift[None, :, None]) * 3.5)
+        assert torch.allclose(m.vae.from_dit(d), z, atol=1e-6)
 
 
 def test_episode_caching_indexes_windows_exactly():

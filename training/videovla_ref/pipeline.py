@@ -32,7 +32,7 @@ def encode_image(m: LoadedModel, image_u8, eps_image: torch.Tensor | None) -> to
     pixels = preprocess_image(image_u8, m.image_size)[None, :, None]  # (1,3,1,S,S)
     mean, logvar = m.vae.encode(pixels)
     z = mean if eps_image is None else mean + torch.exp(0.5 * logvar) * eps_image
-    return (z * m.vae.scaling_factor).permute(0, 2, 1, 3, 4).contiguous()
+    return m.vae.to_dit(z).permute(0, 2, 1, 3, 4).contiguous()
 
 
 @torch.no_grad()
@@ -40,7 +40,7 @@ def decode(m: LoadedModel, latents: torch.Tensor) -> torch.Tensor:
     """(K,T,C,h,w) × scale → video (K,3,F,H,W) in about [-1,1]."""
     out = []
     for k in range(latents.shape[0]):
-        z = latents[k : k + 1].permute(0, 2, 1, 3, 4) / m.vae.scaling_factor
+        z = m.vae.from_dit(latents[k : k + 1].permute(0, 2, 1, 3, 4))
         out.append(m.vae.decode(z))
     return torch.cat(out)
 

@@ -276,6 +276,10 @@ class CogVideoXVAE(nn.Module):
         super().__init__()
         assert not use_quant_conv and not use_post_quant_conv, "CogVideoX has no quant convs"
         self.scaling_factor = scaling_factor
+        # Optional per-position latent mean (C, h, w) removed before scaling (an extension for the tiny
+        # sim model, whose static camera makes one spatial pattern dominate every latent; absent in
+        # the released and diffusers checkpoints). Saved in vae.safetensors as "latent_shift".
+        self.register_buffer("latent_shift", None)
         self.encoder = Encoder3D(in_channels, latent_channels, block_out_channels, layers_per_block,
                                  norm_num_groups, norm_eps, temporal_compression_ratio)
         self.decoder = Decoder3D(latent_channels, out_channels, block_out_channels, layers_per_block,
@@ -293,6 +297,27 @@ class CogVideoXVAE(nn.Module):
         h = self.encoder(x)
         mean, logvar = h.chunk(2, dim=1)
         return mean, logvar.clamp(-30.0, 20.0)
+
+    def to_dit(self, z: torch.Tensor) -> torch.Tensor:
+        """Posterior mean or sample (B,C,T,h,w) -> the DiT's latent: (z - latent_shift) * scaling_factor."""
+        if self.latent_shift is not None:
+            z = z - self.latent_shift[None, :, None].to(z.dtype)
+        return z * self.scaling_factor
+
+    def from_dit(self, z: torch.Tensor) -> torch.Tensor:
+        """Inverse of `to_dit`: (B,C,T,h,w) DiT latent -> VAE latent for `decode`."""
+        z = z / self.scaling_factor
+        if self.latent_shift is not None:
+            z = z + self.latent_shift[None, :, None].to(z.dtype)
+        return z
+
+    def load_state_dict(self, state, strict: bool = True, assign: bool = False):
+        state = dict(state)
+        shift = state.pop("latent_shift", None)
+        self.latent_shift = None
+        r = super().load_state_dict(state, strict=strict, assign=assign)
+        self.latent_shift = None if shift is None else shift.detach().clone().float()
+        return r
 
     @staticmethod
     def decode_chunks(num_frames: int) -> list[tuple[int, int]]:
