@@ -260,3 +260,25 @@ fn stop_closes_open_connections_and_the_port() {
     assert!(c.infer(&request("pick")).is_err(), "the open connection is closed");
     assert!(TcpStream::connect(addr).is_err(), "nothing listens any more");
 }
+
+/// `sim connect` sends `videovla/seed` per request, so an episode played over the network
+/// against `videovla serve` takes exactly the actions the in-process model policy takes.
+#[test]
+fn an_episode_over_the_network_reproduces_the_in_process_one() {
+    use videovla::sim::eval::{run_episode, EpisodeConfig};
+    use videovla::sim::model_policy::ModelPolicy;
+    use videovla::sim::remote_policy::RemotePolicy;
+    use videovla::sim::tasks::{Split, TaskKind};
+    use videovla::sim::world::World;
+    let s = start(|_| {});
+    let ModelSource::Dir(dir) = fixture_model() else { unreachable!() };
+    let cfg = EpisodeConfig::default();
+    let seed = 1_000_003;
+    let mut local = ModelPolicy::load(&dir, cfg.chunk, 0).unwrap();
+    let a = run_episode(&mut World::reset(TaskKind::Pick, Split::Train, seed), &mut local, &cfg, |_| {}).unwrap();
+    let mut remote = RemotePolicy::connect(&url(&s), None).unwrap();
+    let b = run_episode(&mut World::reset(TaskKind::Pick, Split::Train, seed), &mut remote, &cfg, |_| {}).unwrap();
+    assert!(a.steps > 0 && remote.requests > 1);
+    assert_eq!((a.steps, a.success), (b.steps, b.success));
+    assert_eq!(a.actions, b.actions, "the network episode took other actions");
+}

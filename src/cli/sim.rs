@@ -276,6 +276,7 @@ fn connect(a: ConnectArgs) -> anyhow::Result<()> {
             println!("wrote {}", path.display());
         }
     }
+    policy.close();
     let ms = &policy.infer_ms;
     let mut sorted = ms.clone();
     sorted.sort_by(f64::total_cmp);

@@ -66,6 +66,11 @@ impl PolicyClient {
     }
 
     pub fn close(mut self) {
+        self.shutdown();
+    }
+
+    /// Send the websocket close frame (the server then sees a clean goodbye).
+    pub fn shutdown(&mut self) {
         let _ = self.ws.close(None);
         let _ = self.ws.flush();
     }

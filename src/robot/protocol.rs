@@ -155,7 +155,8 @@ pub fn parse_observation(v: &Value, keys: &ObsKeys) -> Result<Observation, Strin
             None => return Err("state must be a numpy array".into()),
         },
     };
-    let seed = get(v, "videovla/seed").and_then(as_number).map(|s| s as u64);
+    // Integers exactly (seeds go past 2^53); floats as a fallback.
+    let seed = get(v, "videovla/seed").and_then(|s| scalar(s).as_u64().or_else(|| as_number(s).map(|x| x as u64)));
     let want_imagination = match get(v, "videovla/imagination").map(scalar) {
         Some(Value::Boolean(b)) => Some(*b),
         _ => None,

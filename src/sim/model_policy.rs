@@ -55,7 +55,7 @@ impl ModelPolicy {
     fn predict_chunk(&mut self, obs: &Observation, n: usize) -> anyhow::Result<(crate::model::pipeline::Prediction, Vec<Action>)> {
         let img = image::RgbImage::from_raw(obs.width as u32, obs.height as u32, obs.image.clone())
             .ok_or_else(|| anyhow::anyhow!("observation image has the wrong size"))?;
-        self.params.seed = self.base_seed.wrapping_mul(1_000_003).wrapping_add(self.calls);
+        self.params.seed = super::policy::chunk_seed(self.base_seed, self.calls);
         self.calls += 1;
         let pred = self.model.predict(&img, &obs.instruction, &self.params, &mut |_| {}, &CancelToken::new())?;
         let cmds = crate::action::to_commands(&pred.samples[0].actions[..n.min(pred.samples[0].actions.len())], self.stats.as_ref())?;

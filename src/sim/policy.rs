@@ -24,6 +24,13 @@ pub struct Observation {
     pub world: Option<World>,
 }
 
+/// The sampling seed of a model policy's `call`-th prediction in the episode with seed
+/// `episode_seed`: the in-process model policy and `sim connect` (which sends it to the server
+/// as `videovla/seed`) use the same, so an episode over the network reproduces the local one.
+pub fn chunk_seed(episode_seed: u64, call: u64) -> u64 {
+    episode_seed.wrapping_mul(1_000_003).wrapping_add(call)
+}
+
 /// A closed-loop policy: returns a chunk of actions (the caller executes a prefix).
 pub trait Policy {
     /// Short name for reports.

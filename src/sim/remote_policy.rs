@@ -3,14 +3,15 @@
 //!
 //! Observations go out in openpi's LIBERO layout (`observation/image` (H, W, 3) uint8,
 //! `observation/state` = the end-effector pose [x, y, z, roll, pitch, yaw, gripper] float32,
-//! `prompt`). With `stream_frames`, every rendered sub-frame between requests is also sent as a
+//! `prompt`, and `videovla/seed` = [`chunk_seed`] of the episode seed and the request index, so the
+//! server samples with the noise the in-process model policy would use). With `stream_frames`, every rendered sub-frame between requests is also sent as a
 //! frame message (`videovla/frame`, with `videovla/action_step`) so the server's execution
 //! timeline runs at the simulator's full frame rate.
 
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use super::policy::{Observation, Policy};
+use super::policy::{chunk_seed, Observation, Policy};
 use super::world::{Action, World};
 use crate::robot::client::{libero_observation, reply_actions, PolicyClient};
 
@@ -21,12 +22,20 @@ pub struct RemotePolicy {
     frames: Rc<RefCell<Option<usize>>>,
     pub requests: usize,
     pub infer_ms: Vec<f64>,
+    /// Episode seed and requests in this episode (for `videovla/seed`).
+    episode_seed: u64,
+    calls: u64,
 }
 
 impl RemotePolicy {
     pub fn connect(url: &str, api_key: Option<&str>) -> anyhow::Result<RemotePolicy> {
         let client = PolicyClient::connect(url, api_key)?;
-        Ok(RemotePolicy { client: Rc::new(RefCell::new(client)), url: url.to_string(), frames: Rc::new(RefCell::new(None)), requests: 0, infer_ms: Vec::new() })
+        Ok(RemotePolicy { client: Rc::new(RefCell::new(client)), url: url.to_string(), frames: Rc::new(RefCell::new(None)), requests: 0, infer_ms: Vec::new(), episode_seed: 0, calls: 0 })
+    }
+
+    /// Close the connection cleanly (websocket close frame).
+    pub fn close(&self) {
+        self.client.borrow_mut().shutdown();
     }
 
     pub fn metadata(&self) -> rmpv::Value {
@@ -68,14 +77,21 @@ impl Policy for RemotePolicy {
         format!("remote:{}", self.url)
     }
 
-    fn reset(&mut self, _seed: u64) {
+    fn reset(&mut self, seed: u64) {
         *self.frames.borrow_mut() = None;
+        self.episode_seed = seed;
+        self.calls = 0;
     }
 
     fn act(&mut self, obs: &Observation) -> anyhow::Result<Vec<Action>> {
         let img = image::RgbImage::from_raw(obs.width as u32, obs.height as u32, obs.image.clone())
             .ok_or_else(|| anyhow::anyhow!("observation image has the wrong size"))?;
-        let msg = libero_observation(&img, Some(&obs.ee_pose), &obs.instruction);
+        let mut msg = libero_observation(&img, Some(&obs.ee_pose), &obs.instruction);
+        if let rmpv::Value::Map(kv) = &mut msg {
+            let seed = chunk_seed(self.episode_seed, self.calls);
+            kv.push((rmpv::Value::from("videovla/seed"), rmpv::Value::from(seed)));
+        }
+        self.calls += 1;
         let t0 = std::time::Instant::now();
         let reply = self.client.borrow_mut().infer(&msg)?;
         self.infer_ms.push(t0.elapsed().as_secs_f64() * 1e3);
