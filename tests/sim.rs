@@ -477,8 +477,12 @@ fn random_policy_scores_at_most_10_percent() {
     let all: Vec<_> = report.results.iter().filter(|c| c.task == "all").collect();
     assert_eq!(all.len(), 2);
     for c in all {
-        println!("sim random {} all: {}% of {}", c.split, c.success_rate, c.episodes);
+        println!(
+            "sim random {} all: {}% of {}, reached {}, grasped {}, closest {} cm",
+            c.split, c.success_rate, c.episodes, c.reached, c.grasped, c.mean_closest_cm
+        );
         assert!(c.success_rate <= 10.0, "{}: {}%", c.split, c.success_rate);
+        assert!(c.mean_closest_cm > 1.0, "random motion rarely ends over the target: {c:?}");
     }
 }
 
@@ -504,8 +508,13 @@ fn eval_report_json_parses_back() {
     assert_eq!(eps.len(), 6);
     assert!(eps[0]["instruction"].as_str().unwrap().contains("the"));
     assert!(eps.iter().all(|e| e["success"].is_boolean() && e["steps"].as_u64().unwrap() > 0));
+    // Progress measures: the expert goes right over every target and grasps it.
+    assert_eq!((all["reached"].as_u64(), all["grasped"].as_u64()), (Some(6), Some(6)), "{all}");
+    assert!(all["mean_closest_cm"].as_f64().unwrap() < 1.0, "{all}");
+    assert!(eps.iter().all(|e| e["grasped"] == true && e["closest_cm"].as_f64().unwrap() < 1.0));
     let table = report.table();
     assert!(table.contains("pick") && table.contains("novel") && table.contains('%'));
+    assert!(table.contains("progress") && table.contains("6/6"), "{table}");
 }
 
 #[test]

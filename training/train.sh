@@ -9,11 +9,14 @@
 #   2. vae       training/train_vae.py   -> runs/vae        (VAE_MIN minutes)
 #   3. cache     training/cache_latents.py -> data/latents, data/latents-val
 #   4. dit       training/train_dit.py   -> runs/dit        (DIT_MIN minutes)
+#   4b. more     (DIT_MORE_STEPS > 0) the joint DiT continued on both cores, warm-started from runs/dit
+#                with a fresh cosine schedule (lr 3e-4) -> runs/dit-more; the ablation stays at stage 4's budget
 #   5. export    training/export.py      -> models/tiny-sim (+ dataset_statistics.json), guidance chosen on held-out windows
 #   6. fixture   training/tiny_sim_fixture.py -> tests/fixtures/tiny_sim_pipeline.*
 #   7. ablation  (ABLATION=1) the same DiT budget with --video-loss-weight 0 -> runs/dit-action-only,
 #                trained at the same time as stage 4 (one core each), exported to runs/ablation-action-only/model
 # Environment: VAE_MIN (18), DIT_MIN (60), DIT_STEPS (LR schedule length, 4000), EPISODES (3000),
+# DIT_MORE_STEPS (9000; 0 = ship stage 4's DiT), DIT_MORE_MIN (95),
 # CACHE_MIN (15), LATENT_SCALE (0 = from the cache: 0.4 / content std), ABLATION (1; 0 = the joint model alone, on both cores), PY (venv python), BIN.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -68,8 +71,18 @@ else
   [ -f runs/dit/done ] || { "$PY" training/train_dit.py "${DIT_ARGS[@]}" --out runs/dit && touch runs/dit/done; }
 fi
 
+DIT_MORE_STEPS="${DIT_MORE_STEPS:-9000}"; DIT_MORE_MIN="${DIT_MORE_MIN:-95}"
+SHIP=runs/dit
+if [ "$DIT_MORE_STEPS" -gt 0 ]; then
+  stage "4b dit, continued ($DIT_MORE_STEPS steps on both cores)"
+  [ -f runs/dit-more/done ] || { "$PY" training/train_dit.py --latents data/latents --val-latents data/latents-val \
+      --init runs/dit/ckpt.pt --out runs/dit-more --steps "$DIT_MORE_STEPS" --minutes "$DIT_MORE_MIN" --batch 32 \
+      --lr 3e-4 --threads 2 --seed 3 --scale "$LATENT_SCALE" && touch runs/dit-more/done; }
+  SHIP=runs/dit-more
+fi
+
 stage "5 export"
-"$PY" training/export.py --vae runs/vae --dit runs/dit --val-latents data/latents-val --out models/tiny-sim
+"$PY" training/export.py --vae runs/vae --dit "$SHIP" --val-latents data/latents-val --out models/tiny-sim
 
 stage "6 fixture"
 "$PY" training/tiny_sim_fixture.py --model models/tiny-sim --out tests/fixtures --data data/sim-val

@@ -54,6 +54,11 @@ pub struct EpisodeOutcome {
     pub success: bool,
     /// Actions executed.
     pub steps: usize,
+    /// Closest horizontal approach of the gripper to the target object (cm), over the reset
+    /// state and the state after every executed action.
+    pub closest_cm: f32,
+    /// Whether the gripper held the target at some point.
+    pub grasped: bool,
     #[serde(skip)]
     pub actions: Vec<Action>,
 }
@@ -72,6 +77,8 @@ pub fn run_episode(
     let max = world.task.kind.max_steps();
     let mut actions = Vec::new();
     let mut renderer = render::Renderer::new(render::Camera::default(), cfg.ssaa);
+    let mut progress = Progress::default();
+    progress.observe(world);
     'episode: while world.steps < max && !world.success() {
         let size = if policy.needs_image() { cfg.image_size } else { 0 };
         let obs = world.observation_with(&mut renderer, size);
@@ -80,6 +87,7 @@ pub fn run_episode(
         for a in chunk.iter().take(cfg.execute) {
             world.step_with(a, &mut on_frame)?;
             actions.push(*a);
+            progress.observe(world);
             if world.success() || world.steps >= max {
                 break 'episode;
             }
@@ -92,8 +100,33 @@ pub fn run_episode(
         instruction: world.instruction().to_string(),
         success: world.success(),
         steps: world.steps,
+        closest_cm: (progress.closest * 1000.0).round() / 10.0,
+        grasped: progress.grasped,
         actions,
     })
+}
+
+/// Horizontal distance (m) within which an episode counts as having reached its target.
+pub const REACH_TOL: f32 = 0.02;
+
+/// How far a (failed) episode got: closest approach to the target and whether it was held.
+struct Progress {
+    closest: f32,
+    grasped: bool,
+}
+
+impl Default for Progress {
+    fn default() -> Self {
+        Progress { closest: f32::INFINITY, grasped: false }
+    }
+}
+
+impl Progress {
+    fn observe(&mut self, w: &World) {
+        let target = w.task.target;
+        self.closest = self.closest.min(w.gripper.pos.dist_xy(w.objects[target].pos));
+        self.grasped |= w.gripper.held == Some(target);
+    }
 }
 
 /// Task of the `i`-th episode when cycling through all tasks.
@@ -112,6 +145,12 @@ pub struct Cell {
     pub success_rate: f64,
     /// Mean actions per successful episode (0 if none succeeded).
     pub mean_success_steps: f64,
+    /// Episodes whose gripper came within [`REACH_TOL`] of the target (horizontally).
+    pub reached: usize,
+    /// Episodes whose gripper held the target at some point.
+    pub grasped: usize,
+    /// Mean closest horizontal approach to the target (cm).
+    pub mean_closest_cm: f64,
 }
 
 /// Everything `videovla sim eval` reports (also its `--json` output).
@@ -166,6 +205,7 @@ fn tabulate(outcomes: &[EpisodeOutcome], splits: &[Split]) -> Vec<Cell> {
             let ok_steps: usize = sel.iter().filter(|o| o.success).map(|o| o.steps).sum();
             let mean_steps = if successes == 0 { 0.0 } else { ok_steps as f64 / successes as f64 };
             let rate = if sel.is_empty() { 0.0 } else { 100.0 * successes as f64 / sel.len() as f64 };
+            let closest = sel.iter().map(|o| o.closest_cm as f64).sum::<f64>() / sel.len().max(1) as f64;
             cells.push(Cell {
                 task: name.into(),
                 split: split.name().into(),
@@ -173,6 +213,9 @@ fn tabulate(outcomes: &[EpisodeOutcome], splits: &[Split]) -> Vec<Cell> {
                 successes,
                 success_rate: (rate * 10.0).round() / 10.0,
                 mean_success_steps: (mean_steps * 10.0).round() / 10.0,
+                reached: sel.iter().filter(|o| o.closest_cm <= REACH_TOL * 100.0).count(),
+                grasped: sel.iter().filter(|o| o.grasped).count(),
+                mean_closest_cm: (closest * 10.0).round() / 10.0,
             });
         }
     }
@@ -213,6 +256,23 @@ impl EvalReport {
                 match self.results.iter().find(|c| c.task == task && &c.split == s) {
                     Some(c) => {
                         out += &format!(" | {:>6.1}% ({:>4}/{:<4})", c.success_rate, c.successes, c.episodes)
+                    }
+                    None => out += &format!(" | {:>19}", "-"),
+                }
+            }
+            out.push('\n');
+        }
+        out += &format!(
+            "progress: reached the target (within {:.0} cm) / grasped it / mean closest approach\n",
+            REACH_TOL * 100.0
+        );
+        for task in TaskKind::ALL.iter().map(|t| t.name()).chain(["all"]) {
+            out += &format!("{task:<8}");
+            for s in &splits {
+                match self.results.iter().find(|c| c.task == task && &c.split == s) {
+                    Some(c) => {
+                        let g = format!("{:>3}/{:<3} {:>3}/{:<3} {:>4.1} cm", c.reached, c.episodes, c.grasped, c.episodes, c.mean_closest_cm);
+                        out += &format!(" | {g:>22}");
                     }
                     None => out += &format!(" | {:>19}", "-"),
                 }
