@@ -676,3 +676,29 @@ fn imagination_quality_compares_imagined_and_executed_clips() {
     assert!(report.mean_psnr.is_finite() && report.mean_psnr < report.static_psnr, "{report:?}");
     assert!(report.static_ssim > 0.5 && report.mean_ssim < report.static_ssim);
 }
+
+#[test]
+fn sim_show_runs_a_model_folder_and_writes_a_contact_sheet() {
+    // `sim show` takes the same policies as `sim eval`, model folders included.
+    let model = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tiny_model");
+    let out = std::env::temp_dir().join(format!("videovla-show-{}.png", std::process::id()));
+    let run = |policy: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_videovla"))
+            .args(["sim", "show", "--task", "pick", "--seed", "1000123", "--policy", policy, "--out"])
+            .arg(&out)
+            .output()
+            .unwrap()
+    };
+    let o = run(model);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(stdout.contains("Pick task, seed 1000123") && stdout.contains("after"), "{stdout}");
+    let sheet = image::open(&out).unwrap().to_rgb8();
+    assert_eq!(sheet.width(), 8 * 64, "8 actions per row of 64-px frames");
+    assert!(sheet.height() >= 2 * 64 && sheet.height() % 64 == 0);
+    std::fs::remove_file(&out).unwrap();
+    let o = run("/no/such/model");
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("neither `expert`, `random` nor an existing model directory"));
+    assert!(!out.exists(), "nothing written on error");
+}

@@ -193,7 +193,7 @@ pub struct ShowArgs {
     /// train or novel.
     #[arg(long, default_value = "train")]
     pub split: String,
-    /// expert or random.
+    /// expert, random, or a model folder (e.g. models/tiny-sim): the same policy and seeds as `sim eval`.
     #[arg(long, default_value = "expert")]
     pub policy: String,
     /// Output file (.gif, or .png for a contact sheet of every action's frame).
@@ -382,9 +382,6 @@ fn show(a: ShowArgs) -> anyhow::Result<()> {
     let cfg = a.looping.config()?;
     let ext = a.out.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
     anyhow::ensure!(ext == "gif" || ext == "png", "--out must end in .gif or .png, got {}", a.out.display());
-    if a.policy != "expert" && a.policy != "random" {
-        anyhow::bail!("sim show runs --policy expert or random");
-    }
     let mut policy = make_policy(&a.policy, cfg.chunk, a.seed)?;
     let mut world = World::reset_request(&request, split, a.seed);
     let mut renderer = Renderer::new(Camera::default(), cfg.ssaa);
