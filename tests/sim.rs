@@ -549,6 +549,7 @@ fn recorded_dataset_has_aligned_frames_actions_and_metadata() {
         size: 32,
         episode: EpisodeConfig { image_size: 32, ..EpisodeConfig::default() },
         episodes_per_shard: 3,
+        perturb: 0.0,
     };
     let meta = record(&cfg, || {}).unwrap();
     assert_eq!(meta.shards.len(), 2);
@@ -701,4 +702,28 @@ fn sim_show_runs_a_model_folder_and_writes_a_contact_sheet() {
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("neither `expert`, `random` nor an existing model directory"));
     assert!(!out.exists(), "nothing written on error");
+}
+
+#[test]
+fn perturbed_expert_is_pushed_off_course_and_recovers() {
+    use videovla::sim::policy::PerturbedExpert;
+    assert!(PerturbedExpert::new(6, 1.5).err().unwrap().to_string().contains("--perturb"));
+    let cfg = EpisodeConfig::default();
+    let mut plain = ExpertPolicy { chunk: 6 };
+    let mut pushed = PerturbedExpert::new(6, 0.3).unwrap();
+    let (n, mut ok, mut ok_plain, mut differ) = (30u64, 0, 0, 0);
+    for i in 0..n {
+        let run = |p: &mut dyn Policy| {
+            let mut w = World::reset(eval_task(i), Split::Train, EVAL_SEED_START + i);
+            run_episode(&mut w, p, &cfg, |_| {}).unwrap()
+        };
+        let (a, b, b2) = (run(&mut plain), run(&mut pushed), run(&mut pushed));
+        assert_eq!(b.actions, b2.actions, "the same seed gives the same pushes");
+        ok_plain += a.success as usize;
+        ok += b.success as usize;
+        differ += (a.actions != b.actions) as usize;
+    }
+    println!("sim perturbed expert (p = 0.3): {ok}/{n} successes (plain {ok_plain}/{n}), {differ} episodes changed");
+    assert!(differ >= n as usize / 2, "pushes happen: {differ}/{n}");
+    assert!(ok * 10 >= n as usize * 8, "the expert recovers from its pushes: {ok}/{n}");
 }

@@ -157,6 +157,10 @@ pub struct RecordArgs {
     /// Replace an existing dataset in --out.
     #[arg(long)]
     pub overwrite: bool,
+    /// Probability per plan of pushing the expert 1–3 steps off course, so the data shows
+    /// recoveries (0 = the plain expert).
+    #[arg(long, default_value_t = 0.0)]
+    pub perturb: f64,
     #[command(flatten)]
     pub looping: LoopArgs,
 }
@@ -327,6 +331,7 @@ fn record(a: RecordArgs) -> anyhow::Result<()> {
         size: a.looping.size,
         episode: a.looping.config()?,
         episodes_per_shard: a.shard_episodes,
+        perturb: a.perturb,
     };
     let t0 = Instant::now();
     let pb = progress_bar(a.episodes, "recording");
@@ -506,6 +511,7 @@ fn bench(a: BenchArgs) -> anyhow::Result<()> {
             size: a.size,
             episode: EpisodeConfig { image_size: a.size, ssaa: a.ssaa, ..EpisodeConfig::default() },
             episodes_per_shard: 100,
+            perturb: 0.0,
         };
         let t2 = Instant::now();
         let meta = dataset::record(&cfg, || {})?;

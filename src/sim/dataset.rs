@@ -45,7 +45,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use super::eval::{run_episode, task_for, EpisodeConfig};
-use super::policy::ExpertPolicy;
+use super::policy::PerturbedExpert;
 use super::render::Renderer;
 use super::tasks::Split;
 use super::world::World;
@@ -61,6 +61,9 @@ pub struct RecordConfig {
     pub size: usize,
     pub episode: EpisodeConfig,
     pub episodes_per_shard: usize,
+    /// Probability per plan of pushing the expert off course (0 = the plain expert); see
+    /// [`super::policy::PerturbedExpert`].
+    pub perturb: f64,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -95,6 +98,8 @@ pub struct DatasetMeta {
     pub substeps: usize,
     pub chunk: usize,
     pub execute: usize,
+    /// Probability per plan of a push off course (0: the plain expert's demonstrations).
+    pub perturb: f64,
     pub action_convention: String,
     pub ee_pose_convention: String,
     pub shards: Vec<String>,
@@ -146,8 +151,9 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     std::fs::rename(&tmp, path).map_err(|e| anyhow::anyhow!("cannot rename {} to {}: {e}", tmp.display(), path.display()))
 }
 
-/// Record `cfg.episodes` expert episodes (tasks cycle pick, stack, place; seeds `seed..`).
+/// Record `cfg.episodes` expert episodes, pushed off course with probability `cfg.perturb` per plan (tasks cycle pick, stack, place; seeds `seed..`).
 pub fn record(cfg: &RecordConfig, mut progress: impl FnMut()) -> anyhow::Result<DatasetMeta> {
+    let mut policy = PerturbedExpert::new(cfg.episode.chunk, cfg.perturb)?;
     std::fs::create_dir_all(&cfg.out)
         .map_err(|e| anyhow::anyhow!("cannot create output directory {}: {e}", cfg.out.display()))?;
     // An existing dataset is incomplete from here on until the new meta.json lands.
@@ -157,7 +163,6 @@ pub fn record(cfg: &RecordConfig, mut progress: impl FnMut()) -> anyhow::Result<
     }
     let camera = super::render::Camera::default();
     let mut renderer = Renderer::new(camera, cfg.episode.ssaa);
-    let mut policy = ExpertPolicy { chunk: cfg.episode.chunk };
     let mut meta = DatasetMeta {
         format: FORMAT.into(),
         size: cfg.size,
@@ -168,6 +173,7 @@ pub fn record(cfg: &RecordConfig, mut progress: impl FnMut()) -> anyhow::Result<
         substeps: cfg.episode.substeps,
         chunk: cfg.episode.chunk,
         execute: cfg.episode.execute,
+        perturb: cfg.perturb,
         action_convention: "[droll, dpitch, dyaw (rad, added to sxyz Euler angles), dx, dy, dz (m, base frame), \
                             gripper (1 open, 0 closed)]"
             .into(),

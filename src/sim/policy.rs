@@ -72,6 +72,56 @@ impl Policy for ExpertPolicy {
     }
 }
 
+/// The expert with perturbations, for recording recovery data (DART-style): when it plans, with
+/// probability `prob` the first 1–3 actions of the chunk get an extra push of one expert step
+/// (`EXPERT_SPEED`) in a random horizontal direction, and the rest of the chunk is the expert's
+/// correction from where the push left it. The gripper command is never perturbed. The recorded
+/// (executed) actions include the pushes, so the video and the actions stay consistent.
+pub struct PerturbedExpert {
+    pub chunk: usize,
+    pub prob: f64,
+    rng: ChaCha8Rng,
+}
+
+impl PerturbedExpert {
+    pub fn new(chunk: usize, prob: f64) -> anyhow::Result<PerturbedExpert> {
+        anyhow::ensure!((0.0..=1.0).contains(&prob), "--perturb must be a probability between 0 and 1, got {prob}");
+        Ok(PerturbedExpert { chunk, prob, rng: ChaCha8Rng::seed_from_u64(0) })
+    }
+}
+
+impl Policy for PerturbedExpert {
+    fn name(&self) -> String {
+        format!("expert (perturbed, p = {})", self.prob)
+    }
+    fn needs_image(&self) -> bool {
+        false
+    }
+    fn reset(&mut self, seed: u64) {
+        self.rng = ChaCha8Rng::seed_from_u64(seed ^ 0x4441_5254);
+    }
+    fn act(&mut self, obs: &Observation) -> anyhow::Result<Vec<Action>> {
+        let Some(world) = &obs.world else {
+            anyhow::bail!("the expert policy needs the simulator state (Observation::world)");
+        };
+        let pushed = if self.rng.random_bool(self.prob) { self.rng.random_range(1..=3usize) } else { 0 };
+        let angle = self.rng.random_range(0.0..std::f32::consts::TAU);
+        let push = super::expert::EXPERT_SPEED;
+        let mut w = world.clone();
+        let mut out = Vec::with_capacity(self.chunk);
+        for k in 0..self.chunk.max(1) {
+            let mut a = expert_action(&w);
+            if k < pushed {
+                a[3] = (a[3] + push * angle.cos()).clamp(-MAX_TRANS_STEP, MAX_TRANS_STEP);
+                a[4] = (a[4] + push * angle.sin()).clamp(-MAX_TRANS_STEP, MAX_TRANS_STEP);
+            }
+            w.step(&a)?;
+            out.push(a);
+        }
+        Ok(out)
+    }
+}
+
 /// Uniformly random actions within the per-step limits; the gripper is open or closed at random.
 pub struct RandomPolicy {
     pub chunk: usize,
