@@ -52,21 +52,36 @@ P_IMAGE_DROP = 0.05
 # data
 
 
+def read_cache_metas(roots: str) -> tuple[list[str], list[dict], list[str]]:
+    """`roots`: one cache directory or several, comma-separated. Returns the directories, their
+    meta.json contents, and the instructions of all their episodes (episode ids offset in order)."""
+    dirs = [r for r in roots.split(",") if r]
+    metas = []
+    for r in dirs:
+        with open(os.path.join(r, "meta.json")) as f:
+            metas.append(json.load(f))
+    return dirs, metas, [i for m in metas for i in m["instructions"]]
+
+
 class LatentCache:
-    """All cached windows in memory (float16 posteriors), token ids per window."""
+    """All cached windows in memory (float16 posteriors), token ids per window. `root` may list
+    several caches, comma-separated: their windows are concatenated, the action statistics and
+    scaling are the first one's."""
 
     def __init__(self, root: str, tokenizer, text_len: int, stats: dict | None = None,
                  shift: torch.Tensor | None = None):
-        with open(os.path.join(root, "meta.json")) as f:
-            self.meta = json.load(f)
+        dirs, metas, instr = read_cache_metas(root)
+        self.meta = dict(metas[0], instructions=instr)
         parts: dict[str, list] = {}
-        for s in self.meta["shards"]:
-            for k, v in load_file(os.path.join(root, s)).items():
-                parts.setdefault(k, []).append(v)
+        offset = 0
+        for d, m in zip(dirs, metas):
+            for s in m["shards"]:
+                for k, v in load_file(os.path.join(d, s)).items():
+                    parts.setdefault(k, []).append(v + offset if k == "episode" else v)
+            offset += len(m["instructions"])
         self.t = {k: torch.cat(v) for k, v in parts.items()}
         self.stats = stats if stats is not None else self.meta["action_stats"]
         self.actions = torch.from_numpy(normalize_actions(self.t["actions"].numpy(), self.stats))
-        instr = self.meta["instructions"]
         ids_per_ep = {}
         for e in self.t["episode"].tolist():
             if e not in ids_per_ep:
@@ -215,7 +230,7 @@ def ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--latents", default="data/latents")
+    ap.add_argument("--latents", default="data/latents", help="cache directory, or several comma-separated")
     ap.add_argument("--val-latents", default="data/latents-val")
     ap.add_argument("--out", default="runs/dit")
     ap.add_argument("--steps", type=int, default=4000, help="LR schedule length (cosine)")
@@ -245,17 +260,31 @@ def main():
     a = ap.parse_args()
     set_threads(a.threads)
     os.makedirs(a.out, exist_ok=True)
-    with open(os.path.join(a.latents, "meta.json")) as f:
-        meta = json.load(f)
-    tok = build_tokenizer(meta["instructions"])
+    _, metas, instructions = read_cache_metas(a.latents)
+    meta = metas[0]
+    init_dir = os.path.dirname(a.init) if a.init else ""
+    if init_dir and os.path.exists(os.path.join(init_dir, "tokenizer.json")):
+        # A warm start keeps the vocabulary (and so the embedding table) of the run it starts from.
+        from tokenizers import Tokenizer
+        tok = Tokenizer.from_file(os.path.join(init_dir, "tokenizer.json"))
+        unknown = sorted({w for s in instructions for w in s.lower().split()} - set(tok.get_vocab()))
+        if unknown:
+            sys.exit(f"--init {a.init}: its vocabulary lacks {unknown[:8]}; train from scratch instead")
+    else:
+        tok = build_tokenizer(instructions)
     tok.save(os.path.join(a.out, "tokenizer.json"))
     scale = a.scale or float(meta.get("content_scaling_factor", meta["scaling_factor"]))
     cache = LatentCache(a.latents, tok, tinysim.TEXT_LEN)
     shift = None
     if a.latent_shift == "mean":
         shift_path = os.path.join(a.out, "latent_shift.safetensors")
+        init_shift = os.path.join(init_dir, "latent_shift.safetensors") if init_dir else ""
         if os.path.exists(shift_path):  # resume: the same shift
             shift = load_file(shift_path)["latent_shift"]
+        elif init_shift and os.path.exists(init_shift):  # warm start: the shift its weights were trained with
+            shift = load_file(init_shift)["latent_shift"]
+            save_file({"latent_shift": shift.contiguous()}, shift_path + ".tmp")
+            os.replace(shift_path + ".tmp", shift_path)
         else:
             shift = cache.mean_latent()
             save_file({"latent_shift": shift.contiguous()}, shift_path + ".tmp")

@@ -224,6 +224,17 @@ def test_pipeline_smoke(tmp_path):
         "--out", str(tmp_path / "model"), "--guidance", "auto", "--guidance-grid", "0,3", "--eval-windows", "2")
     m = load_model_dir(str(tmp_path / "model"))
     assert m.config["training"]["dit_steps"] == 3
+    # A warm start on two caches at once keeps the first run's vocabulary and latent shift.
+    from safetensors.torch import load_file
+    dit2 = str(tmp_path / "dit2")
+    run("train_dit.py", "--latents", f"{tmp_path / 'lat'},{tmp_path / 'lat-val'}", "--val-latents",
+        str(tmp_path / "lat-val"), "--out", dit2, "--batch", "2", "--eval-every", "2", "--steps", "1",
+        "--init", os.path.join(dit, "ckpt.pt"))
+    val_windows = json.loads((tmp_path / "lat-val" / "meta.json").read_text())["windows"]
+    assert json.loads(open(os.path.join(dit2, "config.json")).read())["windows"] == 3 + val_windows
+    shift = [load_file(os.path.join(r, "latent_shift.safetensors"))["latent_shift"] for r in (dit, dit2)]
+    assert torch.equal(shift[0], shift[1])
+    assert open(os.path.join(dit, "tokenizer.json")).read() == open(os.path.join(dit2, "tokenizer.json")).read()
     C = m.config["dit"]["out_channels"]
     g = torch.Generator().manual_seed(0)
     frame = data.SimDataset(str(d)).episode_frames(0)[0]
