@@ -527,6 +527,9 @@ fn model_folders_run_as_policies_through_the_pipeline() {
     assert!(err.contains("expert") && err.contains("random"), "{err}");
     assert_eq!(make_policy("expert", 6, 0).unwrap().name(), "expert");
     assert_eq!(make_policy("random", 6, 0).unwrap().name(), "random");
+    assert!(make_policy("expert:0.3", 6, 0).unwrap().name().contains("perturbed, p = 0.3"));
+    assert!(make_policy("expert:x", 6, 0).err().unwrap().to_string().contains("expert:0.3"));
+    assert!(make_policy("expert:2", 6, 0).err().unwrap().to_string().contains("between 0 and 1"));
     let model = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tiny_model");
     let mut policy = make_policy(model, 6, 0).unwrap();
     assert!(policy.name().starts_with("model:"));

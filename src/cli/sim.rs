@@ -167,7 +167,7 @@ pub struct RecordArgs {
 
 #[derive(Args, Debug)]
 pub struct EvalArgs {
-    /// expert, random, or a model directory.
+    /// expert, expert:P (perturbed), random, or a model directory.
     #[arg(long)]
     pub policy: String,
     /// Episodes per split (tasks cycle pick, stack, place).
@@ -197,7 +197,8 @@ pub struct ShowArgs {
     /// train or novel.
     #[arg(long, default_value = "train")]
     pub split: String,
-    /// expert, random, or a model folder (e.g. models/tiny-sim): the same policy and seeds as `sim eval`.
+    /// expert, expert:P (pushed off course with probability P, as `sim record --perturb P`), random, or
+    /// a model folder (e.g. models/tiny-sim): the same policy and seeds as `sim eval`.
     #[arg(long, default_value = "expert")]
     pub policy: String,
     /// Output file (.gif, or .png for a contact sheet of every action's frame).

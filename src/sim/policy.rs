@@ -162,11 +162,18 @@ impl Policy for RandomPolicy {
     }
 }
 
-/// Build a policy from its command-line spec: `expert`, `random` or a model directory.
+/// Build a policy from its command-line spec: `expert`, `expert:P` (pushed off course with
+/// probability P, as `sim record --perturb P` records), `random` or a model directory.
 pub fn make_policy(spec: &str, chunk: usize, seed: u64) -> anyhow::Result<Box<dyn Policy>> {
     match spec {
         "expert" => Ok(Box::new(ExpertPolicy { chunk })),
         "random" => Ok(Box::new(RandomPolicy::new(chunk, seed))),
+        s if s.starts_with("expert:") => {
+            let p: f64 = s["expert:".len()..]
+                .parse()
+                .map_err(|_| anyhow::anyhow!("policy {s:?}: write expert:P with P a probability, e.g. expert:0.3"))?;
+            Ok(Box::new(PerturbedExpert::new(chunk, p)?))
+        }
         path => {
             let p = std::path::Path::new(path);
             if !p.exists() {
