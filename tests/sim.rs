@@ -730,3 +730,63 @@ fn perturbed_expert_is_pushed_off_course_and_recovers() {
     assert!(differ >= n as usize / 2, "pushes happen: {differ}/{n}");
     assert!(ok * 10 >= n as usize * 8, "the expert recovers from its pushes: {ok}/{n}");
 }
+
+#[test]
+fn parallel_evaluation_reports_what_the_serial_one_does() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use videovla::sim::eval::evaluate_parallel;
+    use videovla::sim::policy::make_policy;
+    let cfg = EpisodeConfig::default();
+    let model = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tiny_model");
+    let cases: [(&str, &[Split], usize); 3] =
+        [("random", &Split::ALL, 12), ("expert:0.3", &Split::ALL, 12), (model, &[Split::Novel], 3)];
+    for (spec, splits, n) in cases {
+        let mut p = make_policy(spec, 6, 7).unwrap();
+        let serial = evaluate(p.as_mut(), splits, n, EVAL_SEED_START, &cfg, || {}).unwrap();
+        let ticks = AtomicUsize::new(0);
+        let tick = || {
+            ticks.fetch_add(1, Ordering::Relaxed);
+        };
+        let mut first = make_policy(spec, 6, 7).unwrap();
+        let make = || make_policy(spec, 6, 7);
+        let par = evaluate_parallel(2, first.as_mut(), make, splits, n, EVAL_SEED_START, &cfg, tick).unwrap();
+        assert_eq!(ticks.load(Ordering::Relaxed), n * splits.len(), "{spec}: one progress tick per episode");
+        assert_eq!(par.policy, serial.policy);
+        assert_eq!(par.episodes, serial.episodes, "{spec}: same episodes in the same order");
+        assert_eq!(par.results, serial.results);
+    }
+    // A helper whose policy cannot be built fails the evaluation with its own message.
+    let mut first = make_policy("random", 6, 0).unwrap();
+    let make = || make_policy("/no/such/model", 6, 0);
+    let err = evaluate_parallel(2, first.as_mut(), make, &Split::ALL, 40, EVAL_SEED_START, &cfg, || {})
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("neither `expert`, `random` nor an existing model directory"), "{err}");
+}
+
+#[test]
+fn sim_eval_cli_runs_jobs_writes_json_and_survives_a_closed_pipe() {
+    use std::process::{Command, Stdio};
+    let json = std::env::temp_dir().join(format!("videovla-eval-{}.json", std::process::id()));
+    let eval = |extra: &[&str]| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_videovla"));
+        c.args(["sim", "eval", "--policy", "expert", "--episodes", "6", "--split", "novel"]).args(extra);
+        c
+    };
+    let o = eval(&["--jobs", "2", "--json", json.to_str().unwrap()]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(stdout.contains("100.0% (   6/6   )"), "{stdout}");
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert_eq!(v["episodes"].as_array().unwrap().len(), 6);
+    std::fs::remove_file(&json).unwrap();
+    let o = eval(&["--jobs", "0"]).output().unwrap();
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--jobs must be between 1 and 256"));
+    // `videovla sim eval … | head -0`: the reader is gone before the table is printed.
+    let mut child = eval(&[]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    drop(child.stdout.take());
+    let o = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success() && !stderr.contains("panicked"), "{:?}: {stderr}", o.status);
+}

@@ -366,7 +366,10 @@ fn viewer_image_file_source_and_action_statistics() {
     // dx is scaled into ±0.02 m; the gripper (masked out) stays raw.
     assert!((unnorm[0][3] - (0.5 * (raw[0][3] + 1.0) * 0.04 - 0.02)).abs() < 1e-5);
     assert_eq!(unnorm[0][6], raw[0][6]);
-    assert!(h.query_by_label("dx (unnorm)").is_some());
+    // Robot units first (visible at the default width), the model's normalised output after them.
+    let unnorm_x = h.get_by_label("dx (unnorm)").rect().min.x;
+    let model_x = h.get_by_label("dx (model)").rect().min.x;
+    assert!(unnorm_x < model_x, "unnormalised column at x={unnorm_x}, model column at x={model_x}");
     assert!(h.query_by_label_contains("actions (unnormalised)").is_some());
 }
 

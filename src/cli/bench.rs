@@ -104,11 +104,11 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     };
     let torch = if args.reference { Some(reference(&args)?) } else { None };
     let frames = model.num_frames();
-    println!(
+    outln!(
         "bench model {} ({}x{} px, {} frames), {:?} {} steps, cfg {}, {} runs (median), device {}",
         model.config.name, size, size, frames, args.sampler, args.steps, args.cfg, args.runs, args.device
     );
-    println!("bench {:<22} {:>12} {:>14}", "stage", "rust ms", "pytorch ms");
+    outln!("bench {:<22} {:>12} {:>14}", "stage", "rust ms", "pytorch ms");
     let rows: [(&str, fn(&StageMs) -> f64); 6] = [
         ("text encoder", |s| s.text_ms),
         ("VAE encode", |s| s.encode_ms),
@@ -119,7 +119,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     ];
     for (name, f) in rows {
         let t = torch.as_ref().map(|t| format!("{:>14.1}", f(t))).unwrap_or_else(|| format!("{:>14}", "-"));
-        println!("bench {name:<22} {:>12.1} {t}", f(&rust));
+        outln!("bench {name:<22} {:>12.1} {t}", f(&rust));
     }
     if let Some(path) = &args.json {
         let v = serde_json::json!({"model": model.config.name, "sampler": args.sampler, "steps": args.steps,

@@ -34,13 +34,13 @@ pub fn run(a: CompareArgs) -> anyhow::Result<()> {
     let ea: Vec<_> = (0..n).map(|t| pick(&ex, t)).collect();
     let q = ClipScores::compute(&ia, &ea);
     if a.json {
-        println!("{}", serde_json::json!({"motion_similarity": s, "quality": q}));
+        outln!("{}", serde_json::json!({"motion_similarity": s, "quality": q}));
     } else {
         match s.score {
-            Some(v) => println!("motion similarity {v:.3} ({} matched tracks of {} imagined / {} executed, {} frames)", s.pairs, s.imagined_tracks, s.executed_tracks, n),
-            None => println!("motion similarity: no matched tracks ({} imagined / {} executed)", s.imagined_tracks, s.executed_tracks),
+            Some(v) => outln!("motion similarity {v:.3} ({} matched tracks of {} imagined / {} executed, {} frames)", s.pairs, s.imagined_tracks, s.executed_tracks, n),
+            None => outln!("motion similarity: no matched tracks ({} imagined / {} executed)", s.imagined_tracks, s.executed_tracks),
         }
-        println!("PSNR {:.2} dB, SSIM {:.3} (time-aligned frames)", q.psnr, q.ssim);
+        outln!("PSNR {:.2} dB, SSIM {:.3} (time-aligned frames)", q.psnr, q.ssim);
     }
     Ok(())
 }

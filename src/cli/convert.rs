@@ -50,7 +50,7 @@ pub fn run(a: ConvertArgs) -> anyhow::Result<()> {
         shard_bytes: a.shard_bytes,
     };
     let r = convert(&from, &a.out, &opts)?;
-    println!(
+    outln!(
         "converted {} ({:?}, state dict at {}): {} tensors, {:.1} MB in {} in {:.2} s",
         from.display(),
         r.kind,
@@ -61,11 +61,11 @@ pub fn run(a: ConvertArgs) -> anyhow::Result<()> {
         r.seconds
     );
     if !r.unused.is_empty() {
-        println!("unused keys ({}): {}", r.unused.len(), r.unused_summary());
+        outln!("unused keys ({}): {}", r.unused.len(), r.unused_summary());
     }
     if !r.skipped.is_empty() {
-        println!("skipped entries ({}): {}", r.skipped.len(), r.skipped.join("; "));
+        outln!("skipped entries ({}): {}", r.skipped.len(), r.skipped.join("; "));
     }
-    println!("wrote {}", a.out.join("config.json").display());
+    outln!("wrote {}", a.out.join("config.json").display());
     Ok(())
 }

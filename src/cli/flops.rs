@@ -26,12 +26,12 @@ pub fn run(a: FlopsArgs) -> anyhow::Result<()> {
         None => DitConfig::released(),
     };
     let peak = a.peak_tflops * 1e12;
-    println!("| setting | tokens | TFLOP/step (CFG batch 2) | attention share | steps | TFLOP total | floor at {:.0} TFLOP/s |", a.peak_tflops);
-    println!("|---|---|---|---|---|---|---|");
+    outln!("| setting | tokens | TFLOP/step (CFG batch 2) | attention share | steps | TFLOP total | floor at {:.0} TFLOP/s |", a.peak_tflops);
+    outln!("|---|---|---|---|---|---|---|");
     for (name, frames, steps) in [("released, 49 frames (13 latent)", cfg.latent_frames, 50usize), ("paper real setting (4 latent)", 4, 10)] {
         let f = dit_forward(&cfg, frames, 2);
         let step = f.total();
-        println!(
+        outln!(
             "| {name} | {} | {:.1} | {:.0} % | {steps} | {:.0} | {:.0} ms/step, {:.2} s |",
             f.tokens,
             step / 1e12,
@@ -42,6 +42,6 @@ pub fn run(a: FlopsArgs) -> anyhow::Result<()> {
         );
     }
     let t5 = t5_encoder(4096, 64, 64, 10240, 24, cfg.text_length, true);
-    println!("T5-XXL encoder, once per prediction: {:.1} TFLOP", t5 / 1e12);
+    outln!("T5-XXL encoder, once per prediction: {:.1} TFLOP", t5 / 1e12);
     Ok(())
 }

@@ -2,6 +2,28 @@
 
 use clap::{Parser, Subcommand};
 
+/// `println!` for the command line's output: when stdout is a closed pipe (`videovla sim show … | head`)
+/// the process ends quietly, like other Unix tools, instead of panicking with "Broken pipe".
+/// (Rust ignores SIGPIPE so that sockets — `serve`, the viewer's robot link — report EPIPE as an error;
+/// restoring the default signal would let a vanished robot client kill the server.)
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = writeln!(std::io::stdout().lock(), $($arg)*) {
+            $crate::cli::stdout_failed(e);
+        }
+    }};
+}
+
+/// Where `outln!` goes when stdout cannot be written.
+pub(crate) fn stdout_failed(e: std::io::Error) -> ! {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        std::process::exit(0);
+    }
+    eprintln!("error: cannot write to stdout ({e}); check where the output is redirected");
+    std::process::exit(1);
+}
+
 pub mod bench;
 pub mod compare;
 pub mod convert;

@@ -120,7 +120,7 @@ pub fn run(a: PredictArgs) -> anyhow::Result<()> {
     let opts = ExportOptions { stats, overwrite: a.overwrite, ..Default::default() };
     let out = export::export_prediction(&pred, &info, &a.out, &opts)?;
     let t = &pred.timings;
-    println!(
+    outln!(
         "wrote {} ({} sample(s), {} frames each) in {:.0} ms: text {:.0}, encode {:.0}, {} steps {:.0}, decode {:.0}",
         out.display(),
         pred.samples.len(),

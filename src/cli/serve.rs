@@ -94,7 +94,7 @@ pub fn run(a: ServeArgs) -> anyhow::Result<()> {
     eprintln!("loading {} ...", cfg.model);
     let server = Server::start(cfg.clone(), || {})?;
     let addr = server.addr();
-    println!("serving {} on ws://{addr} (health: http://{addr}/healthz){}", server.model_name, if cfg.api_key.is_some() { ", API key required" } else { "" });
+    outln!("serving {} on ws://{addr} (health: http://{addr}/healthz){}", server.model_name, if cfg.api_key.is_some() { ", API key required" } else { "" });
     if a.host != "127.0.0.1" && a.host != "localhost" && cfg.api_key.is_none() {
         eprintln!("warning: listening on {} without --api-key: anyone who can reach this port can use the policy", a.host);
     }
@@ -104,20 +104,20 @@ pub fn run(a: ServeArgs) -> anyhow::Result<()> {
     }
     for e in server.events().iter() {
         match &e {
-            ServerEvent::Connected { client, peer } => println!("client {client} connected from {peer}"),
-            ServerEvent::Disconnected { client, reason } => println!("client {client} gone ({reason})"),
+            ServerEvent::Connected { client, peer } => outln!("client {client} connected from {peer}"),
+            ServerEvent::Disconnected { client, reason } => outln!("client {client} gone ({reason})"),
             ServerEvent::Request { client, chunk, observation } => {
                 let (w, h) = observation.image.dimensions();
-                println!("client {client} request {chunk}: {w}x{h} from {:?}, {:?}", observation.image_key, observation.prompt)
+                outln!("client {client} request {chunk}: {w}x{h} from {:?}, {:?}", observation.image_key, observation.prompt)
             }
-            ServerEvent::Reply { client, chunk, infer_ms, .. } => println!("client {client} reply {chunk}: {infer_ms:.0} ms"),
-            ServerEvent::ClientError { client, message } => println!("client {client} error: {message}"),
+            ServerEvent::Reply { client, chunk, infer_ms, .. } => outln!("client {client} reply {chunk}: {infer_ms:.0} ms"),
+            ServerEvent::ClientError { client, message } => outln!("client {client} error: {message}"),
             ServerEvent::Frame { .. } => {}
         }
         if let Some(i) = rec.on_event(&e) {
             let c = &rec.chunks[i];
             if let Some(s) = c.similarity.as_ref().and_then(|s| s.score) {
-                println!("chunk {}: motion similarity {s:.3} ({} executed frames)", c.chunk, c.executed.len());
+                outln!("chunk {}: motion similarity {s:.3} ({} executed frames)", c.chunk, c.executed.len());
             }
             if let Some(d) = &a.record {
                 if let Err(err) = rec.save_chunk(i, d) {

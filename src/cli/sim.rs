@@ -182,6 +182,11 @@ pub struct EvalArgs {
     /// Also write the report as JSON here.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Run episodes in this many threads, each with its own copy of the policy (a model policy
+    /// loads its weights once per job). With more than one job each model runs on
+    /// cores / jobs threads unless RAYON_NUM_THREADS says otherwise. The report does not depend on it.
+    #[arg(long, default_value_t = 1)]
+    pub jobs: usize,
     #[command(flatten)]
     pub looping: LoopArgs,
 }
@@ -249,7 +254,7 @@ fn connect(a: ConnectArgs) -> anyhow::Result<()> {
     let mut policy = crate::sim::remote_policy::RemotePolicy::connect(&a.url, a.api_key.as_deref())?;
     let meta = policy.metadata();
     let model = crate::robot::msgpack::get(&meta, "model").and_then(|v| v.as_str().map(str::to_string)).unwrap_or_else(|| "?".into());
-    println!("connected to {} (model: {model})", a.url);
+    outln!("connected to {} (model: {model})", a.url);
     let mut successes = 0;
     for i in 0..a.episodes {
         let seed = a.seed + i as u64;
@@ -269,7 +274,7 @@ fn connect(a: ConnectArgs) -> anyhow::Result<()> {
             }
         })?;
         successes += out.success as usize;
-        println!(
+        outln!(
             "episode {} (seed {seed}, {:?}): {} after {} actions",
             i + 1,
             out.instruction,
@@ -278,14 +283,14 @@ fn connect(a: ConnectArgs) -> anyhow::Result<()> {
         );
         if let (true, Some(path)) = (want_gif, &a.gif) {
             crate::export::write_gif(path, &gif_frames, 25.0)?;
-            println!("wrote {}", path.display());
+            outln!("wrote {}", path.display());
         }
     }
     policy.close();
     let ms = &policy.infer_ms;
     let mut sorted = ms.clone();
     sorted.sort_by(f64::total_cmp);
-    println!(
+    outln!(
         "{successes}/{} episodes succeeded; {} requests, round trip median {:.0} ms",
         a.episodes,
         policy.requests,
@@ -340,7 +345,7 @@ fn record(a: RecordArgs) -> anyhow::Result<()> {
     pb.finish_and_clear();
     let frames: usize = meta.episodes.iter().map(|e| e.frame_count).sum();
     let ok = meta.episodes.iter().filter(|e| e.success).count();
-    println!(
+    outln!(
         "recorded {} episodes ({} successful, {} frames of {}x{}) in {} shard(s) to {} in {:.1} s",
         meta.episodes.len(),
         ok,
@@ -369,15 +374,23 @@ fn eval_cmd(a: EvalArgs) -> anyhow::Result<()> {
     if a.seed < EVAL_SEED_START {
         tracing::warn!("seeds below {EVAL_SEED_START} are the training range; results may be optimistic");
     }
+    anyhow::ensure!((1..=256).contains(&a.jobs), "--jobs must be between 1 and 256, got {}", a.jobs);
+    if a.jobs > 1 && std::env::var_os("RAYON_NUM_THREADS").is_none() {
+        // Before any model code runs: candle and rayon read it once, at first use.
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        std::env::set_var("RAYON_NUM_THREADS", (cores / a.jobs).max(1).to_string());
+    }
+    // Built before the progress bar appears, so a bad --policy fails at once; the other jobs build theirs.
     let mut policy = make_policy(&a.policy, cfg.chunk, a.seed)?;
+    let make = || make_policy(&a.policy, cfg.chunk, a.seed);
     let pb = progress_bar(a.episodes * splits.len(), "evaluating");
-    let report = eval::evaluate(policy.as_mut(), &splits, a.episodes, a.seed, &cfg, || pb.inc(1))?;
+    let report = eval::evaluate_parallel(a.jobs, policy.as_mut(), make, &splits, a.episodes, a.seed, &cfg, || pb.inc(1))?;
     pb.finish_and_clear();
-    print!("{}", report.table());
+    outln!("{}", report.table().trim_end());
     if let Some(path) = &a.json {
         let json = serde_json::to_vec_pretty(&report)?;
         dataset::write_atomic(path, &json)?;
-        println!("wrote {}", path.display());
+        outln!("wrote {}", path.display());
     }
     Ok(())
 }
@@ -407,7 +420,7 @@ fn show(a: ShowArgs) -> anyhow::Result<()> {
         }
         frames.push(big);
     })?;
-    println!(
+    outln!(
         "{:?} task, seed {}: \"{}\" — {} after {} actions ({} frames)",
         request.kind,
         a.seed,
@@ -434,7 +447,7 @@ fn show(a: ShowArgs) -> anyhow::Result<()> {
     } else {
         write_gif(&a.out, &frames, size, a.delay_ms)?;
     }
-    println!("wrote {}", a.out.display());
+    outln!("wrote {}", a.out.display());
     Ok(())
 }
 
@@ -492,11 +505,11 @@ fn bench(a: BenchArgs) -> anyhow::Result<()> {
     anyhow::ensure!(a.frames > 0, "--frames must be at least 1");
     anyhow::ensure!((1..=8).contains(&a.ssaa), "--ssaa must be between 1 and 8");
     let sub = crate::sim::DEFAULT_SUBSTEPS;
-    println!("single thread, {}x{}, expert-driven episodes, {} sub-frames per action", a.size, a.size, sub);
+    outln!("single thread, {}x{}, expert-driven episodes, {} sub-frames per action", a.size, a.size, sub);
     for ssaa in if a.ssaa == 1 { vec![1] } else { vec![1, a.ssaa] } {
         let per_frame = bench_loop(a.size, ssaa, a.frames, true)?;
         let closed = bench_loop(a.size, ssaa, a.frames / sub, false)?;
-        println!(
+        outln!(
             "ssaa {ssaa}: physics sub-step + render {per_frame:.0}/s (= {:.0} actions/s with every sub-frame rendered); \
              closed loop, 1 action ({sub} physics sub-steps) + 1 observation render: {closed:.0}/s",
             per_frame / sub as f64
@@ -520,7 +533,7 @@ fn bench(a: BenchArgs) -> anyhow::Result<()> {
         let frames: usize = meta.episodes.iter().map(|e| e.frame_count).sum();
         let bytes: u64 = std::fs::read_dir(&dir)?.filter_map(|e| e.ok()?.metadata().ok()).map(|m| m.len()).sum();
         let _ = std::fs::remove_dir_all(&dir);
-        println!(
+        outln!(
             "record {} expert episodes at {}x{} (ssaa {}): {:.2} s ({} frames, {:.1} MB) → 1000 episodes ≈ {:.0} s",
             a.episodes,
             a.size,
@@ -570,7 +583,7 @@ fn imagine(a: ImagineArgs) -> anyhow::Result<()> {
             }
         })?;
         pb.finish_and_clear();
-        println!(
+        outln!(
             "imagination {}: {} clips, PSNR {:.2} dB, SSIM {:.3} (static-frame baseline: PSNR {:.2} dB, SSIM {:.3})",
             split.name(),
             r.samples.len(),
@@ -584,7 +597,7 @@ fn imagine(a: ImagineArgs) -> anyhow::Result<()> {
     if let Some(path) = &a.json {
         let json = serde_json::to_vec_pretty(&reports)?;
         dataset::write_atomic(path, &json)?;
-        println!("wrote {}", path.display());
+        outln!("wrote {}", path.display());
     }
     Ok(())
 }

@@ -45,7 +45,7 @@ impl EpisodeConfig {
 }
 
 /// The result of one episode.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct EpisodeOutcome {
     pub task: TaskKind,
     pub split: Split,
@@ -165,6 +165,32 @@ pub struct EvalReport {
     pub episodes: Vec<EpisodeOutcome>,
 }
 
+/// The episodes of an evaluation in report order: split-major, tasks cycling pick, stack, place.
+fn schedule(splits: &[Split], episodes: usize) -> Vec<(Split, u64)> {
+    splits.iter().flat_map(|&s| (0..episodes as u64).map(move |i| (s, i))).collect()
+}
+
+fn run_scheduled(
+    policy: &mut dyn Policy,
+    (split, i): (Split, u64),
+    seed: u64,
+    cfg: &EpisodeConfig,
+) -> anyhow::Result<EpisodeOutcome> {
+    let mut w = World::reset(task_for(i), split, seed + i);
+    run_episode(&mut w, policy, cfg, |_| {})
+}
+
+fn report(policy: String, seed: u64, episodes: usize, cfg: &EpisodeConfig, splits: &[Split], outcomes: Vec<EpisodeOutcome>) -> EvalReport {
+    EvalReport {
+        policy,
+        seed,
+        episodes_per_split: episodes,
+        config: *cfg,
+        results: tabulate(&outcomes, splits),
+        episodes: outcomes,
+    }
+}
+
 /// Evaluate `policy` on `episodes` episodes of each split (tasks cycle pick, stack, place).
 pub fn evaluate(
     policy: &mut dyn Policy,
@@ -175,21 +201,64 @@ pub fn evaluate(
     mut progress: impl FnMut(),
 ) -> anyhow::Result<EvalReport> {
     let mut outcomes = Vec::with_capacity(episodes * splits.len());
-    for &split in splits {
-        for i in 0..episodes as u64 {
-            let mut w = World::reset(task_for(i), split, seed + i);
-            outcomes.push(run_episode(&mut w, policy, cfg, |_| {})?);
+    for job in schedule(splits, episodes) {
+        outcomes.push(run_scheduled(policy, job, seed, cfg)?);
+        progress();
+    }
+    Ok(report(policy.name(), seed, episodes, cfg, splits, outcomes))
+}
+
+/// [`evaluate`] with the episodes spread over `jobs` threads: this thread runs `policy`, each of
+/// the other `jobs - 1` threads its own policy from `make_policy` (a model policy loads its weights
+/// once per job). Every policy resets from the episode's seed, so the report is the one
+/// [`evaluate`] gives, in the same order — up to the floating-point rounding of a model's thread count.
+#[allow(clippy::too_many_arguments)]
+pub fn evaluate_parallel(
+    jobs: usize,
+    policy: &mut dyn Policy,
+    make_policy: impl Fn() -> anyhow::Result<Box<dyn Policy>> + Sync,
+    splits: &[Split],
+    episodes: usize,
+    seed: u64,
+    cfg: &EpisodeConfig,
+    progress: impl Fn() + Sync,
+) -> anyhow::Result<EvalReport> {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Mutex;
+    let todo = schedule(splits, episodes);
+    let next = AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
+    let done: Mutex<Vec<Option<EpisodeOutcome>>> = Mutex::new((0..todo.len()).map(|_| None).collect());
+    // Takes episodes until none is left or another thread failed.
+    let work = |policy: &mut dyn Policy| -> anyhow::Result<()> {
+        while !failed.load(Ordering::Relaxed) {
+            let k = next.fetch_add(1, Ordering::Relaxed);
+            let Some(&job) = todo.get(k) else { break };
+            let outcome = run_scheduled(policy, job, seed, cfg).inspect_err(|_| failed.store(true, Ordering::Relaxed))?;
+            done.lock().unwrap_or_else(|e| e.into_inner())[k] = Some(outcome);
             progress();
         }
-    }
-    Ok(EvalReport {
-        policy: policy.name(),
-        seed,
-        episodes_per_split: episodes,
-        config: *cfg,
-        results: tabulate(&outcomes, splits),
-        episodes: outcomes,
-    })
+        Ok(())
+    };
+    let helpers = jobs.clamp(1, todo.len().max(1)) - 1;
+    std::thread::scope(|s| -> anyhow::Result<()> {
+        let handles: Vec<_> = (0..helpers)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut own = make_policy().inspect_err(|_| failed.store(true, Ordering::Relaxed))?;
+                    work(own.as_mut())
+                })
+            })
+            .collect();
+        let mine = work(policy);
+        for h in handles {
+            h.join().unwrap_or_else(|_| Err(anyhow::anyhow!("an evaluation thread panicked")))?;
+        }
+        mine
+    })?;
+    let outcomes = done.into_inner().unwrap_or_else(|e| e.into_inner());
+    let outcomes: Vec<EpisodeOutcome> = outcomes.into_iter().map(|o| o.expect("every scheduled episode ran")).collect();
+    Ok(report(policy.name(), seed, episodes, cfg, splits, outcomes))
 }
 
 fn tabulate(outcomes: &[EpisodeOutcome], splits: &[Split]) -> Vec<Cell> {
@@ -225,6 +294,8 @@ fn tabulate(outcomes: &[EpisodeOutcome], splits: &[Split]) -> Vec<Cell> {
 impl EvalReport {
     /// A paper-style table: one row per task, one column per split.
     pub fn table(&self) -> String {
+        // Column width: the progress cells ("reached/n grasped/n closest cm") are the widest.
+        const W: usize = 23;
         let splits: Vec<String> = {
             let mut s: Vec<String> = Vec::new();
             for c in &self.results {
@@ -245,19 +316,20 @@ impl EvalReport {
         );
         out += &format!("{:<8}", "task");
         for s in &splits {
-            out += &format!(" | {:>19}", s);
+            out += &format!(" | {s:>W$}");
         }
         out.push('\n');
-        out += &"-".repeat(8 + splits.len() * 22);
+        out += &"-".repeat(8 + splits.len() * (W + 3));
         out.push('\n');
         for task in TaskKind::ALL.iter().map(|t| t.name()).chain(["all"]) {
             out += &format!("{task:<8}");
             for s in &splits {
                 match self.results.iter().find(|c| c.task == task && &c.split == s) {
                     Some(c) => {
-                        out += &format!(" | {:>6.1}% ({:>4}/{:<4})", c.success_rate, c.successes, c.episodes)
+                        let cell = format!("{:>6.1}% ({:>4}/{:<4})", c.success_rate, c.successes, c.episodes);
+                        out += &format!(" | {cell:>W$}");
                     }
-                    None => out += &format!(" | {:>19}", "-"),
+                    None => out += &format!(" | {:>W$}", "-"),
                 }
             }
             out.push('\n');
@@ -272,9 +344,9 @@ impl EvalReport {
                 match self.results.iter().find(|c| c.task == task && &c.split == s) {
                     Some(c) => {
                         let g = format!("{:>3}/{:<3} {:>3}/{:<3} {:>4.1} cm", c.reached, c.episodes, c.grasped, c.episodes, c.mean_closest_cm);
-                        out += &format!(" | {g:>22}");
+                        out += &format!(" | {g:>W$}");
                     }
-                    None => out += &format!(" | {:>19}", "-"),
+                    None => out += &format!(" | {:>W$}", "-"),
                 }
             }
             out.push('\n');

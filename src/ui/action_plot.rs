@@ -28,28 +28,36 @@ pub fn plot_ui(ui: &mut egui::Ui, id: u64, raw: &[Vec<f32>], unnorm: Option<&[Ve
 
 /// One row per action: raw values, then unnormalised ones.
 pub fn table_ui(ui: &mut egui::Ui, id: u64, raw: &[Vec<f32>], unnorm: Option<&[Vec<f32>]>, current: usize) {
+    // With statistics the robot-unit columns come first (the plot above shows them too); the model's
+    // normalised output follows, labelled "(model)". Without statistics only the model output exists.
+    let raw_suffix = if unnorm.is_some() { " (model)" } else { "" };
     egui::ScrollArea::both().id_salt(("action-table", id)).max_height(180.0).show(ui, |ui| {
         egui::Grid::new(("action-grid", id)).striped(true).show(ui, |ui| {
             ui.strong("step");
-            for n in DIM_NAMES {
-                ui.strong(n);
-            }
             if unnorm.is_some() {
                 for n in DIM_NAMES {
                     ui.strong(format!("{n} (unnorm)"));
                 }
             }
+            for n in DIM_NAMES {
+                ui.strong(format!("{n}{raw_suffix}"));
+            }
             ui.end_row();
             for (i, a) in raw.iter().enumerate() {
                 let mark = if i == current { ">" } else { "" };
                 ui.label(format!("{mark}{i}"));
+                if let Some(u) = unnorm {
+                    // A row without unnormalised values keeps the grid aligned with empty cells.
+                    let row = u.get(i);
+                    for d in 0..DIM_NAMES.len() {
+                        match row.and_then(|r| r.get(d)) {
+                            Some(v) => ui.monospace(format!("{v:+.4}")),
+                            None => ui.label(""),
+                        };
+                    }
+                }
                 for v in a {
                     ui.monospace(format!("{v:+.3}"));
-                }
-                if let Some(u) = unnorm.and_then(|u| u.get(i)) {
-                    for v in u {
-                        ui.monospace(format!("{v:+.4}"));
-                    }
                 }
                 ui.end_row();
             }
