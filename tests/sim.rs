@@ -749,7 +749,7 @@ fn parallel_evaluation_reports_what_the_serial_one_does() {
         };
         let mut first = make_policy(spec, 6, 7).unwrap();
         let make = || make_policy(spec, 6, 7);
-        let par = evaluate_parallel(2, first.as_mut(), make, splits, n, EVAL_SEED_START, &cfg, tick).unwrap();
+        let par = evaluate_parallel(2, 1, first.as_mut(), make, splits, n, EVAL_SEED_START, &cfg, tick).unwrap();
         assert_eq!(ticks.load(Ordering::Relaxed), n * splits.len(), "{spec}: one progress tick per episode");
         assert_eq!(par.policy, serial.policy);
         assert_eq!(par.episodes, serial.episodes, "{spec}: same episodes in the same order");
@@ -758,7 +758,7 @@ fn parallel_evaluation_reports_what_the_serial_one_does() {
     // A helper whose policy cannot be built fails the evaluation with its own message.
     let mut first = make_policy("random", 6, 0).unwrap();
     let make = || make_policy("/no/such/model", 6, 0);
-    let err = evaluate_parallel(2, first.as_mut(), make, &Split::ALL, 40, EVAL_SEED_START, &cfg, || {})
+    let err = evaluate_parallel(2, 1, first.as_mut(), make, &Split::ALL, 40, EVAL_SEED_START, &cfg, || {})
         .unwrap_err()
         .to_string();
     assert!(err.contains("neither `expert`, `random` nor an existing model directory"), "{err}");

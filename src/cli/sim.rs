@@ -375,16 +375,19 @@ fn eval_cmd(a: EvalArgs) -> anyhow::Result<()> {
         tracing::warn!("seeds below {EVAL_SEED_START} are the training range; results may be optimistic");
     }
     anyhow::ensure!((1..=256).contains(&a.jobs), "--jobs must be between 1 and 256, got {}", a.jobs);
-    if a.jobs > 1 && std::env::var_os("RAYON_NUM_THREADS").is_none() {
-        // Before any model code runs: candle and rayon read it once, at first use.
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        std::env::set_var("RAYON_NUM_THREADS", (cores / a.jobs).max(1).to_string());
-    }
+    // Threads per job: RAYON_NUM_THREADS if set, else the cores shared out. candle sizes its
+    // matrix products by RAYON_NUM_THREADS, so it is set before any model code runs.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let per_job = match std::env::var("RAYON_NUM_THREADS").ok().and_then(|v| v.parse::<usize>().ok()) {
+        Some(n) if n > 0 => n,
+        _ => (cores / a.jobs).max(1),
+    };
+    std::env::set_var("RAYON_NUM_THREADS", per_job.to_string());
     // Built before the progress bar appears, so a bad --policy fails at once; the other jobs build theirs.
     let mut policy = make_policy(&a.policy, cfg.chunk, a.seed)?;
     let make = || make_policy(&a.policy, cfg.chunk, a.seed);
     let pb = progress_bar(a.episodes * splits.len(), "evaluating");
-    let report = eval::evaluate_parallel(a.jobs, policy.as_mut(), make, &splits, a.episodes, a.seed, &cfg, || pb.inc(1))?;
+    let report = eval::evaluate_parallel(a.jobs, per_job, policy.as_mut(), make, &splits, a.episodes, a.seed, &cfg, || pb.inc(1))?;
     pb.finish_and_clear();
     outln!("{}", report.table().trim_end());
     if let Some(path) = &a.json {

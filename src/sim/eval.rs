@@ -208,13 +208,16 @@ pub fn evaluate(
     Ok(report(policy.name(), seed, episodes, cfg, splits, outcomes))
 }
 
-/// [`evaluate`] with the episodes spread over `jobs` threads: this thread runs `policy`, each of
-/// the other `jobs - 1` threads its own policy from `make_policy` (a model policy loads its weights
-/// once per job). Every policy resets from the episode's seed, so the report is the one
-/// [`evaluate`] gives, in the same order — up to the floating-point rounding of a model's thread count.
+/// [`evaluate`] with the episodes spread over `jobs` jobs: one runs `policy`, each of the other
+/// `jobs - 1` its own policy from `make_policy` (a model policy loads its weights once per job).
+/// Each job has a rayon pool of its own with `threads_per_job` threads — candle's CPU ops run on
+/// rayon, and jobs sharing one pool wait on each other. Every policy resets from the episode's
+/// seed, so the report is the one [`evaluate`] gives, in the same order — up to the floating-point
+/// rounding of a model's thread count.
 #[allow(clippy::too_many_arguments)]
 pub fn evaluate_parallel(
     jobs: usize,
+    threads_per_job: usize,
     policy: &mut dyn Policy,
     make_policy: impl Fn() -> anyhow::Result<Box<dyn Policy>> + Sync,
     splits: &[Split],
@@ -240,17 +243,25 @@ pub fn evaluate_parallel(
         }
         Ok(())
     };
-    let helpers = jobs.clamp(1, todo.len().max(1)) - 1;
+    let jobs = jobs.clamp(1, todo.len().max(1));
+    let pools = (0..jobs)
+        .map(|_| rayon::ThreadPoolBuilder::new().num_threads(threads_per_job.max(1)).build())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| anyhow::anyhow!("cannot start the evaluation threads: {e}"))?;
+    let (work, make_policy, failed) = (&work, &make_policy, &failed);
     std::thread::scope(|s| -> anyhow::Result<()> {
-        let handles: Vec<_> = (0..helpers)
-            .map(|_| {
-                s.spawn(|| {
-                    let mut own = make_policy().inspect_err(|_| failed.store(true, Ordering::Relaxed))?;
-                    work(own.as_mut())
+        let handles: Vec<_> = pools[1..]
+            .iter()
+            .map(|pool| {
+                s.spawn(move || {
+                    pool.install(|| {
+                        let mut own = make_policy().inspect_err(|_| failed.store(true, Ordering::Relaxed))?;
+                        work(own.as_mut())
+                    })
                 })
             })
             .collect();
-        let mine = work(policy);
+        let mine = pools[0].install(|| work(&mut *policy));
         for h in handles {
             h.join().unwrap_or_else(|_| Err(anyhow::anyhow!("an evaluation thread panicked")))?;
         }

@@ -32,7 +32,8 @@ pub fn chunk_seed(episode_seed: u64, call: u64) -> u64 {
 }
 
 /// A closed-loop policy: returns a chunk of actions (the caller executes a prefix).
-pub trait Policy {
+/// `Send` so that `sim eval --jobs` can run each policy in its own thread pool.
+pub trait Policy: Send {
     /// Short name for reports.
     fn name(&self) -> String;
     /// Whether `act` looks at `Observation::image` (scripted policies skip rendering).

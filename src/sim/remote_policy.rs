@@ -8,18 +8,17 @@
 //! frame message (`videovla/frame`, with `videovla/action_step`) so the server's execution
 //! timeline runs at the simulator's full frame rate.
 
-use std::cell::RefCell;
-use std::rc::Rc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::policy::{chunk_seed, Observation, Policy};
 use super::world::{Action, World};
 use crate::robot::client::{libero_observation, reply_actions, PolicyClient};
 
 pub struct RemotePolicy {
-    client: Rc<RefCell<PolicyClient>>,
+    client: Arc<Mutex<PolicyClient>>,
     pub url: String,
     /// Sub-frames sent since the last request (`None` before the first request).
-    frames: Rc<RefCell<Option<usize>>>,
+    frames: Arc<Mutex<Option<usize>>>,
     pub requests: usize,
     pub infer_ms: Vec<f64>,
     /// Episode seed and requests in this episode (for `videovla/seed`).
@@ -30,16 +29,16 @@ pub struct RemotePolicy {
 impl RemotePolicy {
     pub fn connect(url: &str, api_key: Option<&str>) -> anyhow::Result<RemotePolicy> {
         let client = PolicyClient::connect(url, api_key)?;
-        Ok(RemotePolicy { client: Rc::new(RefCell::new(client)), url: url.to_string(), frames: Rc::new(RefCell::new(None)), requests: 0, infer_ms: Vec::new(), episode_seed: 0, calls: 0 })
+        Ok(RemotePolicy { client: Arc::new(Mutex::new(client)), url: url.to_string(), frames: Arc::new(Mutex::new(None)), requests: 0, infer_ms: Vec::new(), episode_seed: 0, calls: 0 })
     }
 
     /// Close the connection cleanly (websocket close frame).
     pub fn close(&self) {
-        self.client.borrow_mut().shutdown();
+        lock(&self.client).shutdown();
     }
 
     pub fn metadata(&self) -> rmpv::Value {
-        self.client.borrow().metadata.clone()
+        lock(&self.client).metadata.clone()
     }
 
     /// A frame callback for `eval::run_episode` that streams rendered sub-frames (after the
@@ -51,11 +50,11 @@ impl RemotePolicy {
         let mut buf = Vec::new();
         let mut failed = false;
         move |w: &World| {
-            let n = match *frames.borrow() {
+            let n = match *lock(&frames) {
                 Some(n) if !failed => n + 1,
                 _ => return,
             };
-            *frames.borrow_mut() = Some(n);
+            *lock(&frames) = Some(n);
             renderer.render_into(w, image_size, image_size, &mut buf);
             let img = image::RgbImage::from_raw(image_size as u32, image_size as u32, buf.clone()).expect("rendered size");
             let pose = w.ee_pose().0;
@@ -64,7 +63,7 @@ impl RemotePolicy {
                 let step = n as f64 / substeps as f64;
                 kv.push((rmpv::Value::from("videovla/action_step"), rmpv::Value::F64(step)));
             }
-            if let Err(e) = client.borrow_mut().send_frame(obs) {
+            if let Err(e) = lock(&client).send_frame(obs) {
                 tracing::warn!("streaming frames stopped: {e:#}");
                 failed = true;
             }
@@ -78,7 +77,7 @@ impl Policy for RemotePolicy {
     }
 
     fn reset(&mut self, seed: u64) {
-        *self.frames.borrow_mut() = None;
+        *lock(&self.frames) = None;
         self.episode_seed = seed;
         self.calls = 0;
     }
@@ -93,10 +92,16 @@ impl Policy for RemotePolicy {
         }
         self.calls += 1;
         let t0 = std::time::Instant::now();
-        let reply = self.client.borrow_mut().infer(&msg)?;
+        let reply = lock(&self.client).infer(&msg)?;
         self.infer_ms.push(t0.elapsed().as_secs_f64() * 1e3);
         self.requests += 1;
-        *self.frames.borrow_mut() = Some(0);
+        *lock(&self.frames) = Some(0);
         reply_actions(&reply)?.iter().map(|a| super::model_policy::sim_action(a)).collect()
     }
+}
+
+/// The client and frame counter are shared with the frame streamer; a panic elsewhere does not
+/// invalidate them, so a poisoned lock is taken as is.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
