@@ -11,12 +11,16 @@
 #   4. dit       training/train_dit.py   -> runs/dit        (DIT_MIN minutes)
 #   4b. more     (DIT_MORE_STEPS > 0) the joint DiT continued on both cores, warm-started from runs/dit
 #                with a fresh cosine schedule (lr 3e-4) -> runs/dit-more; the ablation stays at stage 4's budget
+#   4c. recovery (RECOVERY_STEPS > 0) 3000 perturbed-expert episodes (sim record --perturb 0.3, seeds 3000+)
+#                -> data/sim-train-perturb, their latents -> data/latents-perturb (RECOVERY_CACHE_MIN), then
+#                the DiT so far continued on both caches -> runs/dit-recovery (the shipped fifth run)
 #   5. export    training/export.py      -> models/tiny-sim (+ dataset_statistics.json), guidance chosen on held-out windows
 #   6. fixture   training/tiny_sim_fixture.py -> tests/fixtures/tiny_sim_pipeline.*
 #   7. ablation  (ABLATION=1) the same DiT budget with --video-loss-weight 0 -> runs/dit-action-only,
 #                trained at the same time as stage 4 (one core each), exported to runs/ablation-action-only/model
 # Environment: VAE_MIN (18), DIT_MIN (60), DIT_STEPS (LR schedule length, 4000), EPISODES (3000),
-# DIT_MORE_STEPS (9000; 0 = ship stage 4's DiT), DIT_MORE_MIN (95),
+# DIT_MORE_STEPS (9000; 0 = ship stage 4's DiT), DIT_MORE_MIN (95), RECOVERY_STEPS (9000; 0 = skip 4c),
+# RECOVERY_MIN (95), RECOVERY_CACHE_MIN (25),
 # CACHE_MIN (15), LATENT_SCALE (0 = from the cache: 0.4 / content std), ABLATION (1; 0 = the joint model alone, on both cores), PY (venv python), BIN.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -79,6 +83,20 @@ if [ "$DIT_MORE_STEPS" -gt 0 ]; then
       --init runs/dit/ckpt.pt --out runs/dit-more --steps "$DIT_MORE_STEPS" --minutes "$DIT_MORE_MIN" --batch 32 \
       --lr 3e-4 --threads 2 --seed 3 --scale "$LATENT_SCALE" && touch runs/dit-more/done; }
   SHIP=runs/dit-more
+fi
+
+RECOVERY_STEPS="${RECOVERY_STEPS:-9000}"; RECOVERY_MIN="${RECOVERY_MIN:-95}"; RECOVERY_CACHE_MIN="${RECOVERY_CACHE_MIN:-25}"
+if [ "$RECOVERY_STEPS" -gt 0 ]; then
+  stage "4c recovery data + DiT continued on both caches ($RECOVERY_STEPS steps on both cores)"
+  [ -f data/sim-train-perturb/meta.json ] || "$BIN" sim record --episodes "$EPISODES" --seed 3000 --perturb 0.3 \
+      --out data/sim-train-perturb --overwrite
+  [ -f data/latents-perturb/meta.json ] || "$PY" training/cache_latents.py --data data/sim-train-perturb --vae runs/vae \
+      --out data/latents-perturb --episodes-per-shard 100 --minutes "$RECOVERY_CACHE_MIN"
+  [ -f runs/dit-recovery/done ] || { "$PY" training/train_dit.py --latents data/latents,data/latents-perturb \
+      --val-latents data/latents-val --init "$SHIP/ckpt.pt" --out runs/dit-recovery --steps "$RECOVERY_STEPS" \
+      --minutes "$RECOVERY_MIN" --batch 32 --lr 3e-4 --threads 2 --seed 5 --ckpt-every 200 \
+      && touch runs/dit-recovery/done; }
+  SHIP=runs/dit-recovery
 fi
 
 stage "5 export"
