@@ -282,3 +282,30 @@ fn an_episode_over_the_network_reproduces_the_in_process_one() {
     assert_eq!((a.steps, a.success), (b.steps, b.success));
     assert_eq!(a.actions, b.actions, "the network episode took other actions");
 }
+
+/// `sim eval --policy ws://…` evaluates any openpi server closed loop: two jobs, each with its own
+/// connection to one `videovla serve`, report the episodes the in-process model reports.
+#[test]
+fn evaluating_a_policy_server_reports_what_the_in_process_model_does() {
+    use videovla::sim::eval::{evaluate, evaluate_parallel, EpisodeConfig};
+    use videovla::sim::policy::make_policy;
+    use videovla::sim::tasks::Split;
+    use videovla::sim::EVAL_SEED_START;
+    let mut s = start(|_| {});
+    let ModelSource::Dir(dir) = fixture_model() else { unreachable!() };
+    let cfg = EpisodeConfig::default();
+    let splits = [Split::Train];
+    let mut local = make_policy(dir.to_str().unwrap(), 6, 0).unwrap();
+    let want = evaluate(local.as_mut(), &splits, 3, EVAL_SEED_START, &cfg, || {}).unwrap();
+    let spec = url(&s);
+    let mut first = make_policy(&spec, 6, 0).unwrap();
+    assert!(first.name().starts_with("remote:ws://"), "{}", first.name());
+    let got = evaluate_parallel(2, 1, first.as_mut(), || make_policy(&spec, 6, 0), &splits, 3, EVAL_SEED_START, &cfg, || {}).unwrap();
+    assert_eq!(got.episodes, want.episodes, "same episodes, same actions' outcomes, same order");
+    assert_eq!(got.results, want.results);
+    // Nothing listening: a one-line error naming the address.
+    let dead = format!("ws://{}", s.addr());
+    s.stop();
+    let err = make_policy(&dead, 6, 0).err().expect("no server any more").to_string();
+    assert!(err.contains(&format!("cannot connect to {dead}")), "{err}");
+}

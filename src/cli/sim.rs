@@ -167,7 +167,9 @@ pub struct RecordArgs {
 
 #[derive(Args, Debug)]
 pub struct EvalArgs {
-    /// expert, expert:P (perturbed), random, or a model directory.
+    /// expert, expert:P (perturbed), random, a model directory, or an openpi policy server
+    /// (ws://host:port: `videovla serve` or any openpi server; one connection per job; an API key
+    /// from the VIDEOVLA_API_KEY environment variable).
     #[arg(long)]
     pub policy: String,
     /// Episodes per split (tasks cycle pick, stack, place).
@@ -203,7 +205,8 @@ pub struct ShowArgs {
     #[arg(long, default_value = "train")]
     pub split: String,
     /// expert, expert:P (pushed off course with probability P, as `sim record --perturb P`), random, or
-    /// a model folder (e.g. models/tiny-sim): the same policy and seeds as `sim eval`.
+    /// a model folder (e.g. models/tiny-sim), or an openpi policy server (ws://host:port): the
+    /// same policy and seeds as `sim eval`.
     #[arg(long, default_value = "expert")]
     pub policy: String,
     /// Output file (.gif, or .png for a contact sheet of every action's frame).

@@ -175,10 +175,16 @@ pub fn make_policy(spec: &str, chunk: usize, seed: u64) -> anyhow::Result<Box<dy
                 .map_err(|_| anyhow::anyhow!("policy {s:?}: write expert:P with P a probability, e.g. expert:0.3"))?;
             Ok(Box::new(PerturbedExpert::new(chunk, p)?))
         }
+        s if s.starts_with("ws://") || s.starts_with("wss://") => {
+            // Any openpi policy server (`videovla serve`, openpi's serve_policy.py, …); the API key
+            // (`sim connect --api-key`) comes from the environment here.
+            let key = std::env::var("VIDEOVLA_API_KEY").ok();
+            Ok(Box::new(super::remote_policy::RemotePolicy::connect(s, key.as_deref())?))
+        }
         path => {
             let p = std::path::Path::new(path);
             if !p.exists() {
-                anyhow::bail!("policy {path:?} is neither `expert`, `random` nor an existing model directory");
+                anyhow::bail!("policy {path:?} is neither `expert`, `random`, a ws:// policy server nor an existing model directory");
             }
             Ok(Box::new(super::model_policy::ModelPolicy::load(p, chunk, seed)?))
         }
