@@ -410,7 +410,7 @@ const GOLDEN_HASH: u64 = 0xe765_62c6_3bd1_c4f8;
 fn same_seed_gives_the_same_frames() {
     let run = || {
         let mut w = World::reset(TaskKind::Stack, Split::Novel, 1_000_123);
-        let mut p = ExpertPolicy { chunk: 6 };
+        let mut p = ExpertPolicy::new(6);
         let mut h = FNV_OFFSET;
         let mut n = 0;
         run_episode(&mut w, &mut p, &EpisodeConfig::default(), |w| {
@@ -456,7 +456,7 @@ fn scene_is_readable_at_64_pixels() {
 
 #[test]
 fn expert_solves_at_least_99_percent_on_train_and_novel() {
-    let mut p = ExpertPolicy { chunk: 6 };
+    let mut p = ExpertPolicy::new(6);
     let report =
         evaluate(&mut p, &Split::ALL, 300, EVAL_SEED_START, &EpisodeConfig::default(), || {}).unwrap();
     for c in &report.results {
@@ -488,7 +488,7 @@ fn random_policy_scores_at_most_10_percent() {
 
 #[test]
 fn eval_report_json_parses_back() {
-    let mut p = ExpertPolicy { chunk: 6 };
+    let mut p = ExpertPolicy::new(6);
     let report = evaluate(&mut p, &[Split::Novel], 6, EVAL_SEED_START, &EpisodeConfig::default(), || {}).unwrap();
     let text = serde_json::to_string(&report).unwrap();
     let v: serde_json::Value = serde_json::from_str(&text).unwrap();
@@ -553,10 +553,12 @@ fn recorded_dataset_has_aligned_frames_actions_and_metadata() {
         episode: EpisodeConfig { image_size: 32, ..EpisodeConfig::default() },
         episodes_per_shard: 3,
         perturb: 0.0,
+        expert: Default::default(),
     };
     let meta = record(&cfg, || {}).unwrap();
     assert_eq!(meta.shards.len(), 2);
     let json: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("meta.json")).unwrap()).unwrap();
+    assert_eq!(json["expert"], "waypoints");
     let eps = json["episodes"].as_array().unwrap();
     assert_eq!(eps.len(), 4);
     for (i, e) in eps.iter().enumerate() {
@@ -655,7 +657,7 @@ fn show_accepts_a_sentence_and_builds_the_scene_around_it() {
         assert_eq!(w.instruction(), "put the red cube on the blue bar");
         assert_eq!(w.objects[w.task.target].name(), "red cube");
         assert_eq!(w.objects[w.task.reference.unwrap()].name(), "blue bar");
-        let mut p = ExpertPolicy { chunk: 6 };
+        let mut p = ExpertPolicy::new(6);
         assert!(run_episode(&mut w, &mut p, &EpisodeConfig::default(), |_| {}).unwrap().success);
     }
 }
@@ -703,7 +705,7 @@ fn sim_show_runs_a_model_folder_and_writes_a_contact_sheet() {
     std::fs::remove_file(&out).unwrap();
     let o = run("/no/such/model");
     assert!(!o.status.success());
-    assert!(String::from_utf8_lossy(&o.stderr).contains("neither `expert`, `random` nor an existing model directory"));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("nor an existing model directory"));
     assert!(!out.exists(), "nothing written on error");
 }
 
@@ -712,7 +714,7 @@ fn perturbed_expert_is_pushed_off_course_and_recovers() {
     use videovla::sim::policy::PerturbedExpert;
     assert!(PerturbedExpert::new(6, 1.5).err().unwrap().to_string().contains("--perturb"));
     let cfg = EpisodeConfig::default();
-    let mut plain = ExpertPolicy { chunk: 6 };
+    let mut plain = ExpertPolicy::new(6);
     let mut pushed = PerturbedExpert::new(6, 0.3).unwrap();
     let (n, mut ok, mut ok_plain, mut differ) = (30u64, 0, 0, 0);
     for i in 0..n {
@@ -729,6 +731,50 @@ fn perturbed_expert_is_pushed_off_course_and_recovers() {
     println!("sim perturbed expert (p = 0.3): {ok}/{n} successes (plain {ok_plain}/{n}), {differ} episodes changed");
     assert!(differ >= n as usize / 2, "pushes happen: {differ}/{n}");
     assert!(ok * 10 >= n as usize * 8, "the expert recovers from its pushes: {ok}/{n}");
+}
+
+/// The funnel expert comes down onto the object while it aligns (the way-point expert never moves
+/// down and sideways at once before its first grasp); both succeed, pushed or not.
+#[test]
+fn funnel_expert_descends_while_aligning_and_succeeds() {
+    use videovla::sim::policy::make_policy;
+    let cfg = EpisodeConfig::default();
+    let n = 24u64;
+    // Below hover height (the way-point expert's is at least 10 cm), before the first close, an
+    // action that moves down and sideways (more than the way-point expert's 3 mm alignment).
+    let diagonal = |i: u64, split: Split, actions: &[[f32; 7]]| {
+        let mut w = World::reset(eval_task(i), split, EVAL_SEED_START + i);
+        for a in actions.iter().take_while(|a| a[6] > 0.5) {
+            if w.gripper.pos.z < 0.09 && a[5] < -0.003 && (a[3] * a[3] + a[4] * a[4]).sqrt() > 0.004 {
+                return true;
+            }
+            w.step(a).unwrap();
+        }
+        false
+    };
+    for (spec, min_ok, want_diagonal) in
+        [("expert-funnel", n, true), ("expert-funnel:0.3", n * 8 / 10, true), ("expert", n, false)]
+    {
+        let mut p = make_policy(spec, 6, 0).unwrap();
+        let (mut ok, mut diag) = (0, 0);
+        for i in 0..n {
+            let split = if i % 2 == 0 { Split::Train } else { Split::Novel };
+            let mut w = World::reset(eval_task(i), split, EVAL_SEED_START + i);
+            let out = run_episode(&mut w, p.as_mut(), &cfg, |_| {}).unwrap();
+            ok += out.success as u64;
+            diag += diagonal(i, split, &out.actions) as u64;
+        }
+        println!("sim {}: {ok}/{n} successes, {diag} episodes descend while aligning", p.name());
+        assert!(ok >= min_ok, "{spec}: {ok}/{n}");
+        if want_diagonal {
+            assert!(diag * 4 >= n * 3, "{spec}: the funnel descends while aligning in {diag}/{n}");
+        } else {
+            assert_eq!(diag, 0, "{spec}: the way-point expert aligns first");
+        }
+    }
+    assert_eq!(make_policy("expert-funnel:0.3", 6, 0).unwrap().name(), "expert-funnel (perturbed, p = 0.3)");
+    let err = make_policy("expert-sideways", 6, 0).err().unwrap().to_string();
+    assert!(err.contains("waypoints or funnel"), "{err}");
 }
 
 #[test]

@@ -161,13 +161,18 @@ pub struct RecordArgs {
     /// recoveries (0 = the plain expert).
     #[arg(long, default_value_t = 0.0)]
     pub perturb: f64,
+    /// The demonstrating expert: waypoints (align above the object, then descend) or funnel
+    /// (descend while aligning; see README "Embedded model").
+    #[arg(long, default_value = "waypoints")]
+    pub expert: String,
     #[command(flatten)]
     pub looping: LoopArgs,
 }
 
 #[derive(Args, Debug)]
 pub struct EvalArgs {
-    /// expert, expert:P (perturbed), random, a model directory, or an openpi policy server
+    /// expert, expert:P (perturbed), expert-funnel[:P] (the funnel-style expert), random, a model
+    /// directory, or an openpi policy server
     /// (ws://host:port: `videovla serve` or any openpi server; one connection per job; an API key
     /// from the VIDEOVLA_API_KEY environment variable).
     #[arg(long)]
@@ -341,6 +346,7 @@ fn record(a: RecordArgs) -> anyhow::Result<()> {
         episode: a.looping.config()?,
         episodes_per_shard: a.shard_episodes,
         perturb: a.perturb,
+        expert: crate::sim::expert::ExpertStyle::parse(&a.expert)?,
     };
     let t0 = Instant::now();
     let pb = progress_bar(a.episodes, "recording");
@@ -532,6 +538,7 @@ fn bench(a: BenchArgs) -> anyhow::Result<()> {
             episode: EpisodeConfig { image_size: a.size, ssaa: a.ssaa, ..EpisodeConfig::default() },
             episodes_per_shard: 100,
             perturb: 0.0,
+            expert: Default::default(),
         };
         let t2 = Instant::now();
         let meta = dataset::record(&cfg, || {})?;

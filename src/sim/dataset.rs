@@ -45,6 +45,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use super::eval::{run_episode, task_for, EpisodeConfig};
+use super::expert::ExpertStyle;
 use super::policy::PerturbedExpert;
 use super::render::Renderer;
 use super::tasks::Split;
@@ -64,6 +65,8 @@ pub struct RecordConfig {
     /// Probability per plan of pushing the expert off course (0 = the plain expert); see
     /// [`super::policy::PerturbedExpert`].
     pub perturb: f64,
+    /// Which expert demonstrates.
+    pub expert: ExpertStyle,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -100,6 +103,8 @@ pub struct DatasetMeta {
     pub execute: usize,
     /// Probability per plan of a push off course (0: the plain expert's demonstrations).
     pub perturb: f64,
+    /// The expert's style (`waypoints` or `funnel`, see `sim::expert`).
+    pub expert: String,
     pub action_convention: String,
     pub ee_pose_convention: String,
     pub shards: Vec<String>,
@@ -153,7 +158,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
 
 /// Record `cfg.episodes` expert episodes, pushed off course with probability `cfg.perturb` per plan (tasks cycle pick, stack, place; seeds `seed..`).
 pub fn record(cfg: &RecordConfig, mut progress: impl FnMut()) -> anyhow::Result<DatasetMeta> {
-    let mut policy = PerturbedExpert::new(cfg.episode.chunk, cfg.perturb)?;
+    let mut policy = PerturbedExpert::new(cfg.episode.chunk, cfg.perturb)?.with_style(cfg.expert);
     std::fs::create_dir_all(&cfg.out)
         .map_err(|e| anyhow::anyhow!("cannot create output directory {}: {e}", cfg.out.display()))?;
     // An existing dataset is incomplete from here on until the new meta.json lands.
@@ -174,6 +179,7 @@ pub fn record(cfg: &RecordConfig, mut progress: impl FnMut()) -> anyhow::Result<
         chunk: cfg.episode.chunk,
         execute: cfg.episode.execute,
         perturb: cfg.perturb,
+        expert: cfg.expert.name().into(),
         action_convention: "[droll, dpitch, dyaw (rad, added to sxyz Euler angles), dx, dy, dz (m, base frame), \
                             gripper (1 open, 0 closed)]"
             .into(),

@@ -6,7 +6,7 @@
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use super::expert::expert_action;
+use super::expert::{expert_action_in, ExpertStyle};
 use super::world::{Action, World};
 use super::*;
 
@@ -49,11 +49,27 @@ pub trait Policy: Send {
 /// The scripted expert (privileged): simulates its own controller forward.
 pub struct ExpertPolicy {
     pub chunk: usize,
+    pub style: ExpertStyle,
+}
+
+impl ExpertPolicy {
+    /// The way-point expert.
+    pub fn new(chunk: usize) -> ExpertPolicy {
+        ExpertPolicy { chunk, style: ExpertStyle::Waypoints }
+    }
+}
+
+/// `expert`, or `expert-funnel` for the other style.
+fn expert_name(style: ExpertStyle) -> String {
+    match style {
+        ExpertStyle::Waypoints => "expert".into(),
+        s => format!("expert-{}", s.name()),
+    }
 }
 
 impl Policy for ExpertPolicy {
     fn name(&self) -> String {
-        "expert".into()
+        expert_name(self.style)
     }
     fn needs_image(&self) -> bool {
         false
@@ -65,7 +81,7 @@ impl Policy for ExpertPolicy {
         let mut w = world.clone();
         let mut out = Vec::with_capacity(self.chunk);
         for _ in 0..self.chunk.max(1) {
-            let a = expert_action(&w);
+            let a = expert_action_in(self.style, &w);
             w.step(&a)?;
             out.push(a);
         }
@@ -81,19 +97,25 @@ impl Policy for ExpertPolicy {
 pub struct PerturbedExpert {
     pub chunk: usize,
     pub prob: f64,
+    pub style: ExpertStyle,
     rng: ChaCha8Rng,
 }
 
 impl PerturbedExpert {
+    /// The way-point expert; [`PerturbedExpert::with_style`] for the other.
     pub fn new(chunk: usize, prob: f64) -> anyhow::Result<PerturbedExpert> {
         anyhow::ensure!((0.0..=1.0).contains(&prob), "--perturb must be a probability between 0 and 1, got {prob}");
-        Ok(PerturbedExpert { chunk, prob, rng: ChaCha8Rng::seed_from_u64(0) })
+        Ok(PerturbedExpert { chunk, prob, style: ExpertStyle::Waypoints, rng: ChaCha8Rng::seed_from_u64(0) })
+    }
+
+    pub fn with_style(self, style: ExpertStyle) -> PerturbedExpert {
+        PerturbedExpert { style, ..self }
     }
 }
 
 impl Policy for PerturbedExpert {
     fn name(&self) -> String {
-        format!("expert (perturbed, p = {})", self.prob)
+        format!("{} (perturbed, p = {})", expert_name(self.style), self.prob)
     }
     fn needs_image(&self) -> bool {
         false
@@ -111,7 +133,7 @@ impl Policy for PerturbedExpert {
         let mut w = world.clone();
         let mut out = Vec::with_capacity(self.chunk);
         for k in 0..self.chunk.max(1) {
-            let mut a = expert_action(&w);
+            let mut a = expert_action_in(self.style, &w);
             if k < pushed {
                 a[3] = (a[3] + push * angle.cos()).clamp(-MAX_TRANS_STEP, MAX_TRANS_STEP);
                 a[4] = (a[4] + push * angle.sin()).clamp(-MAX_TRANS_STEP, MAX_TRANS_STEP);
@@ -164,17 +186,34 @@ impl Policy for RandomPolicy {
 }
 
 /// Build a policy from its command-line spec: `expert`, `expert:P` (pushed off course with
-/// probability P, as `sim record --perturb P` records), `random` or a model directory.
+/// probability P, as `sim record --perturb P` records), `expert-funnel` / `expert-funnel:P` (the
+/// funnel-style expert), `random`, an openpi server `ws://host:port`, or a model directory.
 pub fn make_policy(spec: &str, chunk: usize, seed: u64) -> anyhow::Result<Box<dyn Policy>> {
-    match spec {
-        "expert" => Ok(Box::new(ExpertPolicy { chunk })),
-        "random" => Ok(Box::new(RandomPolicy::new(chunk, seed))),
-        s if s.starts_with("expert:") => {
-            let p: f64 = s["expert:".len()..]
-                .parse()
-                .map_err(|_| anyhow::anyhow!("policy {s:?}: write expert:P with P a probability, e.g. expert:0.3"))?;
-            Ok(Box::new(PerturbedExpert::new(chunk, p)?))
+    let is_dir = std::path::Path::new(spec).is_dir();
+    if let Some(rest) = spec.strip_prefix("expert").filter(|_| !is_dir) {
+        let (style, prob) = match rest.split_once(':') {
+            Some((s, p)) => (s, Some(p)),
+            None => (rest, None),
+        };
+        let style = match style.strip_prefix('-') {
+            Some(s) => Some(ExpertStyle::parse(s)?),
+            None if style.is_empty() => Some(ExpertStyle::Waypoints),
+            None => None, // e.g. "expertise": not an expert spec
+        };
+        if let Some(style) = style {
+            return match prob {
+                None => Ok(Box::new(ExpertPolicy { chunk, style })),
+                Some(p) => {
+                    let p: f64 = p.parse().map_err(|_| {
+                        anyhow::anyhow!("policy {spec:?}: write expert:P with P a probability, e.g. expert:0.3")
+                    })?;
+                    Ok(Box::new(PerturbedExpert::new(chunk, p)?.with_style(style)))
+                }
+            };
         }
+    }
+    match spec {
+        "random" => Ok(Box::new(RandomPolicy::new(chunk, seed))),
         s if s.starts_with("ws://") || s.starts_with("wss://") => {
             // Any openpi policy server (`videovla serve`, openpi's serve_policy.py, …); the API key
             // (`sim connect --api-key`) comes from the environment here.
