@@ -1,0 +1,220 @@
+"""A plain behaviour-cloning baseline for the simulator: a small conv net on the 64x64 pixels with
+the instruction as FiLM, regressing the 6x7 action chunk (arm: MSE on normalised actions, gripper:
+BCE). It answers "what does a direct image->action regressor trained on the same demonstrations do
+closed loop?" — the yardstick for the embedded VideoVLA (README, "Embedded model").
+
+  train    python training/baseline_cnn.py train --out runs/cnn --data data/sim-train,data/sim-train-perturb \
+               --val data/sim-val --steps 12000          (DIR:K takes only the first K windows per episode)
+  serve    python training/baseline_cnn.py serve --run runs/cnn --port 8765
+           then: videovla sim eval --policy ws://127.0.0.1:8765 --episodes 100 --jobs 2
+  heading  python training/baseline_cnn.py heading --run runs/cnn --val data/sim-val [--shuffle-text]
+           does the first planned chunk of each held-out episode head where the expert's does?
+
+`serve` speaks openpi's websocket protocol with `websockets` and `openpi_client.msgpack_numpy`
+(pip install websockets openpi-client, or run it with the openpi venv's site-packages on
+PYTHONPATH); the other commands need only the training venv.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from tokenizers import Tokenizer
+from torch import nn
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import tinysim  # noqa: E402
+from data import SimDataset, action_statistics, normalize_actions, unnormalize_actions  # noqa: E402
+from videovla_ref.modeldir import tokenize  # noqa: E402
+
+
+class Net(nn.Module):
+    def __init__(self, vocab: int):
+        super().__init__()
+        self.emb = nn.EmbeddingBag(vocab, 64, mode="mean")
+        self.stem = nn.Sequential(nn.Conv2d(3, 32, 4, 2, 1), nn.SiLU(), nn.Conv2d(32, 64, 4, 2, 1), nn.SiLU(),
+                                  nn.Conv2d(64, 64, 4, 2, 1))
+        self.film = nn.Linear(64, 128)
+        self.body = nn.Sequential(nn.SiLU(), nn.Conv2d(64, 64, 3, 1, 1), nn.SiLU(), nn.Conv2d(64, 64, 3, 1, 1), nn.SiLU())
+        self.head = nn.Sequential(nn.Flatten(), nn.Linear(64 * 64 + 64, 256), nn.SiLU(), nn.Linear(256, 42))
+
+    def forward(self, x, ids):
+        t = self.emb(ids)
+        h = self.stem(x)
+        s, b = self.film(t).chunk(2, -1)
+        h = self.body(h * (1 + s[:, :, None, None]) + b[:, :, None, None])
+        return self.head(torch.cat([h.flatten(1), t], 1)).view(-1, 6, 7)
+
+
+def pixels(u8: torch.Tensor) -> torch.Tensor:
+    return u8.permute(0, 3, 1, 2).float() / 127.5 - 1
+
+
+def load_windows(spec: str):
+    """Key frames, 6-action chunks (raw) and instructions of every window of a recorded dataset;
+    `DIR:K` keeps the first K windows of each episode."""
+    root, max_k = (spec.rsplit(":", 1)[0], int(spec.rsplit(":", 1)[1])) if ":" in spec else (spec, 1 << 30)
+    with open(os.path.join(root, "meta.json")) as f:
+        sub = json.load(f)["substeps"]
+    ds = SimDataset(root, num_frames=6 * sub + 1)
+    xs, acts, texts = [], [], []
+    for e in range(len(ds)):
+        ep = ds.episodes[e]
+        n = ep["action_count"]
+        m = min(n, max_k)
+        xs.append(ds.episode_frames(e)[np.arange(m) * sub])
+        acts.append(ds.episode_actions(e)[np.minimum(np.arange(m)[:, None] + np.arange(6)[None], n - 1)])
+        texts += [ep["instruction"]] * m
+    return torch.from_numpy(np.concatenate(xs)), np.concatenate(acts), texts
+
+
+class Text:
+    def __init__(self, path: str):
+        self.tok = Tokenizer.from_file(path)
+        self.cache: dict[str, list[int]] = {}
+
+    def ids(self, texts: list[str]) -> torch.Tensor:
+        return torch.tensor([self.cache.setdefault(t, tokenize(self.tok, t, tinysim.TEXT_LEN)) for t in texts])
+
+
+def load_run(run: str, text: Text):
+    net = Net(text.tok.get_vocab_size())
+    net.load_state_dict(load_file(os.path.join(run, "net.safetensors")))
+    net.eval()
+    with open(os.path.join(run, "stats.json")) as f:
+        return net, json.load(f)
+
+
+def train(a, text: Text):
+    torch.manual_seed(a.seed)
+    parts = [load_windows(d) for d in a.data.split(",")]
+    x = torch.cat([p[0] for p in parts])
+    acts = np.concatenate([p[1] for p in parts])
+    texts = sum((p[2] for p in parts), [])
+    stats = action_statistics(parts[0][1][:, 0])  # every action of the first dataset once
+    y = torch.from_numpy(normalize_actions(acts, stats))
+    ids = text.ids(texts)
+    xv, av, tv = load_windows(a.val)
+    xva, yva, iva = pixels(xv[::4]), torch.from_numpy(normalize_actions(av[::4], stats)), text.ids(tv[::4])
+    print(f"{len(x)} windows; {len(xva)} held-out", flush=True)
+    net = Net(text.tok.get_vocab_size())
+    opt = torch.optim.AdamW(net.parameters(), a.lr, weight_decay=1e-4)
+    t0 = time.time()
+    for s in range(a.steps):
+        idx = torch.randint(0, len(x), (a.batch,))
+        p = net(pixels(x[idx]), ids[idx])
+        loss = ((p[..., :6] - y[idx][..., :6]) ** 2).mean() \
+            + nn.functional.binary_cross_entropy_with_logits(p[..., 6], y[idx][..., 6])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        for g in opt.param_groups:
+            g["lr"] = a.lr * 0.5 * (1 + np.cos(np.pi * s / a.steps))
+        if (s + 1) % 1000 == 0 or s + 1 == a.steps:
+            with torch.no_grad():
+                p = net(xva, iva)
+            mse = float(((p[..., :6] - yva[..., :6]) ** 2).mean())
+            grip = float(((p[..., 6] > 0) == (yva[..., 6] > 0.5)).float().mean())
+            print(f"step {s + 1}/{a.steps}: held-out arm MSE {mse:.3f}, gripper {grip:.3f} | {time.time() - t0:.0f} s",
+                  flush=True)
+    os.makedirs(a.out, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, os.path.join(a.out, "net.safetensors.tmp"))
+    os.replace(os.path.join(a.out, "net.safetensors.tmp"), os.path.join(a.out, "net.safetensors"))
+    with open(os.path.join(a.out, "stats.json"), "w") as f:
+        json.dump(stats, f)
+
+
+def act(net, stats, text: Text, image_u8: np.ndarray, prompt: str) -> np.ndarray:
+    with torch.no_grad():
+        p = net(pixels(torch.from_numpy(np.ascontiguousarray(image_u8))[None]), text.ids([prompt]))[0].numpy()
+    p[:, 6] = (p[:, 6] > 0).astype(np.float32)
+    return unnormalize_actions(p, stats).astype(np.float32)
+
+
+def serve(a, text: Text):
+    try:
+        from openpi_client import msgpack_numpy
+        from websockets.sync.server import serve as ws_serve
+    except ImportError as e:
+        sys.exit(f"serve needs websockets and openpi-client ({e}); pip install websockets openpi-client")
+    torch.set_num_threads(1)
+    net, stats = load_run(a.run, text)
+
+    def handler(ws):
+        ws.send(msgpack_numpy.packb({"name": f"baseline-cnn:{a.run}"}))
+        for msg in ws:
+            obs = msgpack_numpy.unpackb(msg)
+            ws.send(msgpack_numpy.packb({"actions": act(net, stats, text, obs["observation/image"], obs["prompt"])}))
+
+    with ws_serve(handler, "127.0.0.1", a.port, compression=None, max_size=None) as srv:
+        print(f"serving {a.run} on ws://127.0.0.1:{a.port}", flush=True)
+        srv.serve_forever()
+
+
+def heading(a, text: Text):
+    net, stats = load_run(a.run, text)
+    ds = SimDataset(a.val)
+    rows = []
+    for e in range(len(ds)):
+        ep = ds.episodes[e]
+        prompt = ds.episodes[(e + 1) % len(ds)]["instruction"] if a.shuffle_text else ep["instruction"]
+        with torch.no_grad():
+            p = net(pixels(torch.from_numpy(np.ascontiguousarray(ds.episode_frames(e)[:1]))), text.ids([prompt]))[0]
+        y = normalize_actions(ds.episode_actions(e)[:3], stats)
+        pv, yv = p[:3, 3:5].sum(0).numpy(), y[:, 3:5].sum(0)
+        cos = float(pv @ yv / (np.linalg.norm(pv) * np.linalg.norm(yv) + 1e-9))
+        tgt = ep["objects"][ep["target"]].split()[0]
+        same_colour = sum(o.split()[0] == tgt for o in ep["objects"]) > 1
+        rows.append((ep["task"], same_colour, cos, float(np.linalg.norm(yv)) > 0.3))
+    task = np.array([r[0] for r in rows])
+    sc = np.array([r[1] for r in rows])
+    cos = np.array([r[2] for r in rows])
+    moves = np.array([r[3] for r in rows])
+    print(f"{a.run}{' (instructions shuffled)' if a.shuffle_text else ''}: first planned chunk vs the expert's, "
+          f"horizontal heading over 3 actions, {moves.sum()} held-out episodes where the expert moves sideways")
+    for name, m in [("all", moves), ("another object of the target's colour", moves & sc),
+                    ("no other object of that colour", moves & ~sc)] + \
+                   [(f"task {t}", moves & (task == t)) for t in ("pick", "stack", "place")]:
+        print(f"  {name:38s} n={m.sum():3d}  within 45 deg: {np.mean(cos[m] > 0.7):.2f}  "
+              f"opposite (cos < 0): {np.mean(cos[m] < 0):.2f}  median cos {np.median(cos[m]):.2f}")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--tokenizer", default="models/tiny-sim/tokenizer.json")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    t = sub.add_parser("train")
+    t.add_argument("--out", required=True)
+    t.add_argument("--data", required=True, help="recorded datasets, comma-separated; DIR:K = first K windows per episode")
+    t.add_argument("--val", required=True)
+    t.add_argument("--steps", type=int, default=12000)
+    t.add_argument("--batch", type=int, default=128)
+    t.add_argument("--lr", type=float, default=1e-3)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--threads", type=int, default=2)
+    s = sub.add_parser("serve")
+    s.add_argument("--run", required=True)
+    s.add_argument("--port", type=int, default=8765)
+    h = sub.add_parser("heading")
+    h.add_argument("--run", required=True)
+    h.add_argument("--val", required=True)
+    h.add_argument("--shuffle-text", action="store_true")
+    a = ap.parse_args()
+    text = Text(a.tokenizer)
+    if a.cmd == "train":
+        torch.set_num_threads(a.threads)
+        train(a, text)
+    elif a.cmd == "serve":
+        serve(a, text)
+    else:
+        heading(a, text)
+
+
+if __name__ == "__main__":
+    main()
