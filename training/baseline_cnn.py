@@ -35,8 +35,9 @@ from videovla_ref.modeldir import tokenize  # noqa: E402
 
 
 class Net(nn.Module):
-    def __init__(self, vocab: int):
+    def __init__(self, vocab: int, aux: int = 0):
         super().__init__()
+        self.aux = nn.Linear(256, aux) if aux else None
         self.emb = nn.EmbeddingBag(vocab, 64, mode="mean")
         self.stem = nn.Sequential(nn.Conv2d(3, 32, 4, 2, 1), nn.SiLU(), nn.Conv2d(32, 64, 4, 2, 1), nn.SiLU(),
                                   nn.Conv2d(64, 64, 4, 2, 1))
@@ -44,12 +45,17 @@ class Net(nn.Module):
         self.body = nn.Sequential(nn.SiLU(), nn.Conv2d(64, 64, 3, 1, 1), nn.SiLU(), nn.Conv2d(64, 64, 3, 1, 1), nn.SiLU())
         self.head = nn.Sequential(nn.Flatten(), nn.Linear(64 * 64 + 64, 256), nn.SiLU(), nn.Linear(256, 42))
 
-    def forward(self, x, ids):
+    def features(self, x, ids):
         t = self.emb(ids)
         h = self.stem(x)
         s, b = self.film(t).chunk(2, -1)
         h = self.body(h * (1 + s[:, :, None, None]) + b[:, :, None, None])
-        return self.head(torch.cat([h.flatten(1), t], 1)).view(-1, 6, 7)
+        return self.head[2](self.head[1](self.head[0](torch.cat([h.flatten(1), t], 1))))
+
+    def forward(self, x, ids, with_aux: bool = False):
+        f = self.features(x, ids)
+        out = self.head[3](f).view(-1, 6, 7)
+        return (out, self.aux(f)) if with_aux else out
 
 
 def pixels(u8: torch.Tensor) -> torch.Tensor:
@@ -63,15 +69,25 @@ def load_windows(spec: str):
     with open(os.path.join(root, "meta.json")) as f:
         sub = json.load(f)["substeps"]
     ds = SimDataset(root, num_frames=6 * sub + 1)
-    xs, acts, texts = [], [], []
+    xs, acts, texts, goals = [], [], [], []
     for e in range(len(ds)):
         ep = ds.episodes[e]
         n = ep["action_count"]
         m = min(n, max_k)
+        a = ds.episode_actions(e)
         xs.append(ds.episode_frames(e)[np.arange(m) * sub])
-        acts.append(ds.episode_actions(e)[np.minimum(np.arange(m)[:, None] + np.arange(6)[None], n - 1)])
+        acts.append(a[np.minimum(np.arange(m)[:, None] + np.arange(6)[None], n - 1)])
         texts += [ep["instruction"]] * m
-    return torch.from_numpy(np.concatenate(xs)), np.concatenate(acts), texts
+        # Where the expert's gripper is when it first closes (the target) and when it next opens
+        # (the destination; the target again for pick): a grounding label for every window.
+        shard = ds._shard(ep["shard"]).get_slice("ee_pose")
+        pose = np.asarray(shard[ep["frame_start"]: ep["frame_start"] + ep["frame_count"]])
+        close = int(np.argmax(a[:, 6] < 0.5)) if (a[:, 6] < 0.5).any() else n - 1
+        after = np.nonzero(a[close:, 6] > 0.5)[0]
+        release = close + int(after[0]) if len(after) else close
+        g = np.concatenate([pose[close * sub, :2], pose[release * sub, :2]]) / 0.15
+        goals.append(np.repeat(g[None].astype(np.float32), m, 0))
+    return torch.from_numpy(np.concatenate(xs)), np.concatenate(acts), texts, torch.from_numpy(np.concatenate(goals))
 
 
 class Text:
@@ -84,8 +100,9 @@ class Text:
 
 
 def load_run(run: str, text: Text):
-    net = Net(text.tok.get_vocab_size())
-    net.load_state_dict(load_file(os.path.join(run, "net.safetensors")))
+    sd = load_file(os.path.join(run, "net.safetensors"))
+    net = Net(text.tok.get_vocab_size(), aux=sd["aux.weight"].shape[0] if "aux.weight" in sd else 0)
+    net.load_state_dict(sd)
     net.eval()
     with open(os.path.join(run, "stats.json")) as f:
         return net, json.load(f)
@@ -97,20 +114,23 @@ def train(a, text: Text):
     x = torch.cat([p[0] for p in parts])
     acts = np.concatenate([p[1] for p in parts])
     texts = sum((p[2] for p in parts), [])
+    goal = torch.cat([p[3] for p in parts])
     stats = action_statistics(parts[0][1][:, 0])  # every action of the first dataset once
     y = torch.from_numpy(normalize_actions(acts, stats))
     ids = text.ids(texts)
-    xv, av, tv = load_windows(a.val)
+    xv, av, tv, gv = load_windows(a.val)
     xva, yva, iva = pixels(xv[::4]), torch.from_numpy(normalize_actions(av[::4], stats)), text.ids(tv[::4])
     print(f"{len(x)} windows; {len(xva)} held-out", flush=True)
-    net = Net(text.tok.get_vocab_size())
+    net = Net(text.tok.get_vocab_size(), aux=4 if a.aux_goal > 0 else 0)
     opt = torch.optim.AdamW(net.parameters(), a.lr, weight_decay=1e-4)
     t0 = time.time()
     for s in range(a.steps):
         idx = torch.randint(0, len(x), (a.batch,))
-        p = net(pixels(x[idx]), ids[idx])
+        p, g = net(pixels(x[idx]), ids[idx], with_aux=True) if a.aux_goal > 0 else (net(pixels(x[idx]), ids[idx]), None)
         loss = ((p[..., :6] - y[idx][..., :6]) ** 2).mean() \
             + nn.functional.binary_cross_entropy_with_logits(p[..., 6], y[idx][..., 6])
+        if g is not None:
+            loss = loss + a.aux_goal * ((g - goal[idx]) ** 2).mean()
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -119,6 +139,9 @@ def train(a, text: Text):
         if (s + 1) % 1000 == 0 or s + 1 == a.steps:
             with torch.no_grad():
                 p = net(xva, iva)
+                if a.aux_goal > 0:
+                    gerr = float((net(xva, iva, with_aux=True)[1][:, :2] - gv[::4][:, :2]).norm(dim=1).mean()) * 15
+                    print(f"  target position error {gerr:.1f} cm", flush=True)
             mse = float(((p[..., :6] - yva[..., :6]) ** 2).mean())
             grip = float(((p[..., 6] > 0) == (yva[..., 6] > 0.5)).float().mean())
             print(f"step {s + 1}/{a.steps}: held-out arm MSE {mse:.3f}, gripper {grip:.3f} | {time.time() - t0:.0f} s",
@@ -198,6 +221,8 @@ def main():
     t.add_argument("--lr", type=float, default=1e-3)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--threads", type=int, default=2)
+    t.add_argument("--aux-goal", type=float, default=0.0,
+                   help="weight of an auxiliary loss: predict where the expert grasps and releases (x, y) from every window")
     s = sub.add_parser("serve")
     s.add_argument("--run", required=True)
     s.add_argument("--port", type=int, default=8765)
