@@ -598,6 +598,32 @@ fn recorded_dataset_has_aligned_frames_actions_and_metadata() {
     std::fs::remove_dir_all(&out).unwrap();
 }
 
+/// `sim record --max-actions K` records the first K actions of each episode (the approach) and says
+/// so in meta.json; the frames still align with the actions.
+#[test]
+fn recording_cut_after_k_actions() {
+    use videovla::sim::dataset::{record, RecordConfig};
+    let out = std::env::temp_dir().join(format!("videovla-sim-cut-{}", std::process::id()));
+    let cfg = RecordConfig {
+        episodes: 3,
+        split: Split::Train,
+        seed: 20,
+        out: out.clone(),
+        size: 16,
+        episode: EpisodeConfig { image_size: 16, max_actions: 4, ..EpisodeConfig::default() },
+        episodes_per_shard: 10,
+        perturb: 0.0,
+        expert: Default::default(),
+    };
+    let meta = record(&cfg, || {}).unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("meta.json")).unwrap()).unwrap();
+    assert_eq!(json["max_actions"], 4);
+    for e in &meta.episodes {
+        assert_eq!((e.action_count, e.frame_count, e.success), (4, 1 + 8 * 4, false), "{e:?}");
+    }
+    std::fs::remove_dir_all(&out).unwrap();
+}
+
 #[test]
 fn grasp_needs_a_centimetre_of_finger_overlap() {
     let mut w = two_cubes();

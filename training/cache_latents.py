@@ -75,21 +75,22 @@ def encode_episode(vae: CogVideoXVAE, ds: SimDataset, e: int, gen: torch.Generat
     ep = ds.episodes[e]
     fr = ds.episode_frames(e)
     n = int(ep["action_count"])
+    w = ds.window_count(e)  # n, or fewer in an episode cut short
     T = (ds.num_frames - 1) // 4 + 1  # 13 latent frames per window
     full = np.concatenate([fr, np.repeat(fr[-1:], ds.num_frames - 1, axis=0)])
     m, lv = vae.encode(to_pixels(full[None]))
-    firsts = to_pixels(fr[np.minimum(np.arange(n) * ds.substeps, len(fr) - 1)][:, None])  # (n,3,1,H,W)
+    firsts = to_pixels(fr[np.minimum(np.arange(w) * ds.substeps, len(fr) - 1)][:, None])  # (w,3,1,H,W)
     fm, fl = vae.encode(firsts)
     img, sigma = first_frame_noise(firsts, gen)
     im, il = vae.encode(img)
-    idx = torch.arange(n)[:, None] * 2 + torch.arange(1, T)[None, :]  # (n, 12) episode latent indices
+    idx = torch.arange(w)[:, None] * 2 + torch.arange(1, T)[None, :]  # (w, 12) episode latent indices
     vm = torch.cat([fm, m[0][:, idx].permute(1, 0, 2, 3, 4)], dim=2)
     vl = torch.cat([fl, lv[0][:, idx].permute(1, 0, 2, 3, 4)], dim=2)
     ea = ds.episode_actions(e)
-    acts = np.stack([ea[np.minimum(k + np.arange(ds.action_len), n - 1)] for k in range(n)])
+    acts = np.stack([ea[np.minimum(k + np.arange(ds.action_len), n - 1)] for k in range(w)])
     return {"video_mean": vm.half(), "video_logvar": vl.half(), "image_mean": im.half(), "image_logvar": il.half(),
             "image_sigma": sigma, "actions": torch.from_numpy(acts.astype(np.float32)),
-            "episode": torch.full((n,), e, dtype=torch.long), "k": torch.arange(n, dtype=torch.long)}
+            "episode": torch.full((w,), e, dtype=torch.long), "k": torch.arange(w, dtype=torch.long)}
 
 
 def cache_episodes(a, vae, vcfg, ds: SimDataset) -> None:
@@ -97,7 +98,7 @@ def cache_episodes(a, vae, vcfg, ds: SimDataset) -> None:
     order = rng.permutation(len(ds)).tolist()
     eps = a.episodes_per_shard
     n_shards = (len(order) + eps - 1) // eps
-    total = sum(int(ep["action_count"]) for ep in ds.episodes)
+    total = sum(ds.window_count(e) for e in range(len(ds)))
     print(f"cache: all {total} windows of {len(ds)} episodes (episode encodes) -> {n_shards} shards in {a.out}",
           flush=True)
     t0 = time.time()
@@ -122,7 +123,7 @@ def cache_episodes(a, vae, vcfg, ds: SimDataset) -> None:
             save_file({k: torch.cat(v).contiguous() for k, v in parts.items()}, path + ".tmp")
             os.replace(path + ".tmp", path)
         shards.append(name)
-        windows += sum(int(ds.episodes[e]["action_count"]) for e in chunk)
+        windows += sum(ds.window_count(e) for e in chunk)
     write_meta(a, vcfg, ds, shards, windows, t0)
 
 
@@ -174,7 +175,7 @@ def main():
     rng = np.random.default_rng(a.seed)
     wins = []
     for e, ep in enumerate(ds.episodes):
-        ks = np.arange(ep["action_count"])
+        ks = np.arange(ds.window_count(e))
         if a.per_episode and len(ks) > a.per_episode:
             ks = np.sort(rng.choice(ks, a.per_episode, replace=False))
         wins += [(e, int(k)) for k in ks]

@@ -50,9 +50,20 @@ class SimDataset:
         s = self._shard(ep["shard"]).get_slice("actions")
         return np.asarray(s[ep["action_start"]: ep["action_start"] + ep["action_count"]], dtype=np.float32)
 
+    def window_count(self, e: int) -> int:
+        """Training windows of episode e: one per action, padded past the end by repetition — except
+        in an episode cut short (`sim record --max-actions`), whose recording stops mid-motion: there
+        only the windows whose 6 actions were all recorded (k <= action_count - 6)."""
+        ep = self.episodes[e]
+        n = int(ep["action_count"])
+        cut = int(self.meta.get("max_actions", 0) or 0)
+        if cut and not ep["success"] and n >= cut:
+            return max(n - self.action_len + 1, 0)
+        return n
+
     def windows(self) -> list[tuple[int, int]]:
-        """Every (episode, k) training window, k = 0 .. action_count-1."""
-        return [(e, k) for e, ep in enumerate(self.episodes) for k in range(ep["action_count"])]
+        """Every (episode, k) training window, k < window_count(e)."""
+        return [(e, k) for e in range(len(self.episodes)) for k in range(self.window_count(e))]
 
     def window(self, e: int, k: int, frames: np.ndarray | None = None, actions: np.ndarray | None = None) -> dict:
         """frames (49,H,W,3) u8, actions (6,7) f32 (raw), instruction; padded by repetition."""

@@ -131,6 +131,7 @@ impl LoopArgs {
             substeps: self.substeps,
             image_size: self.size,
             ssaa: self.ssaa,
+            max_actions: 0,
         };
         c.validate()?;
         Ok(c)
@@ -161,6 +162,12 @@ pub struct RecordArgs {
     /// recoveries (0 = the plain expert).
     #[arg(long, default_value_t = 0.0)]
     pub perturb: f64,
+    /// Cut every episode after this many actions (0 = run each to success or its task's limit):
+    /// the start of many scenes — the approach, where a policy learns which object the words
+    /// name — for the price of a few frames each. `meta.json` records it; the training loader
+    /// takes only windows that end inside a cut episode.
+    #[arg(long, default_value_t = 0)]
+    pub max_actions: usize,
     /// The demonstrating expert: waypoints (align above the object, then descend) or funnel
     /// (descend while aligning; see README "Embedded model").
     #[arg(long, default_value = "waypoints")]
@@ -343,7 +350,7 @@ fn record(a: RecordArgs) -> anyhow::Result<()> {
         seed: a.seed,
         out: a.out.clone(),
         size: a.looping.size,
-        episode: a.looping.config()?,
+        episode: EpisodeConfig { max_actions: a.max_actions, ..a.looping.config()? },
         episodes_per_shard: a.shard_episodes,
         perturb: a.perturb,
         expert: crate::sim::expert::ExpertStyle::parse(&a.expert)?,

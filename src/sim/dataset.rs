@@ -105,6 +105,9 @@ pub struct DatasetMeta {
     pub perturb: f64,
     /// The expert's style (`waypoints` or `funnel`, see `sim::expert`).
     pub expert: String,
+    /// Episodes were cut after this many actions (0 = not cut); a cut episode has
+    /// `success: false` and `action_count == max_actions`.
+    pub max_actions: usize,
     pub action_convention: String,
     pub ee_pose_convention: String,
     pub shards: Vec<String>,
@@ -180,6 +183,7 @@ pub fn record(cfg: &RecordConfig, mut progress: impl FnMut()) -> anyhow::Result<
         execute: cfg.episode.execute,
         perturb: cfg.perturb,
         expert: cfg.expert.name().into(),
+        max_actions: cfg.episode.max_actions,
         action_convention: "[droll, dpitch, dyaw (rad, added to sxyz Euler angles), dx, dy, dz (m, base frame), \
                             gripper (1 open, 0 closed)]"
             .into(),

@@ -20,11 +20,21 @@ pub struct EpisodeConfig {
     pub image_size: usize,
     /// Supersampling factor per axis for observations (and recorded frames).
     pub ssaa: usize,
+    /// Stop after this many actions even if the task's own limit is later (0 = the task's limit);
+    /// `sim record --max-actions` records just the start of many episodes.
+    pub max_actions: usize,
 }
 
 impl Default for EpisodeConfig {
     fn default() -> Self {
-        EpisodeConfig { chunk: 6, execute: 3, substeps: DEFAULT_SUBSTEPS, image_size: 64, ssaa: render::DEFAULT_SSAA }
+        EpisodeConfig {
+            chunk: 6,
+            execute: 3,
+            substeps: DEFAULT_SUBSTEPS,
+            image_size: 64,
+            ssaa: render::DEFAULT_SSAA,
+            max_actions: 0,
+        }
     }
 }
 
@@ -74,7 +84,10 @@ pub fn run_episode(
     world.substeps = cfg.substeps;
     policy.reset(world.seed);
     on_frame(world);
-    let max = world.task.kind.max_steps();
+    let max = match cfg.max_actions {
+        0 => world.task.kind.max_steps(),
+        k => k.min(world.task.kind.max_steps()),
+    };
     let mut actions = Vec::new();
     let mut renderer = render::Renderer::new(render::Camera::default(), cfg.ssaa);
     let mut progress = Progress::default();

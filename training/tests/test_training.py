@@ -48,6 +48,32 @@ def test_windows_and_padding(tmp_path):
     assert px.shape == (3, 49, 16, 16) and px.min() >= -1 and px.max() <= 1
 
 
+def test_episodes_cut_short_give_only_windows_inside_the_recording(tmp_path):
+    """`sim record --max-actions 8`: an episode cut at 8 actions (success false) gives the 3 windows
+    whose 6 actions were all recorded; one that finished earlier keeps its padded windows; the
+    episode cache takes the same windows."""
+    import cache_latents
+
+    data.write_synthetic(str(tmp_path), episodes=((8, "pick up the red cube"), (2, "lift the blue ball")), size=16)
+    meta_path = tmp_path / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    assert data.SimDataset(str(tmp_path)).windows() == [(0, k) for k in range(8)] + [(1, 0), (1, 1)]
+    meta["max_actions"] = 8
+    meta["episodes"][0]["success"] = False
+    meta_path.write_text(json.dumps(meta))
+    ds = data.SimDataset(str(tmp_path))
+    assert ds.windows() == [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1)]
+    for e, k in ds.windows():
+        if e == 0:  # no padding inside a cut episode's windows
+            assert (ds.window(e, k)["frames"][:, 0, 0, 0] == k * 8 + np.arange(49)).all()
+    cfg = tinysim.vae_config(block_out_channels=(4, 8, 8, 8), latent_channels=4, groups=4)
+    cfg["sample_height"] = cfg["sample_width"] = 16
+    vae = randomize_(CogVideoXVAE.from_config(cfg), seed=3).eval()
+    r = cache_latents.encode_episode(vae, ds, 0, torch.Generator().manual_seed(0))
+    assert r["k"].tolist() == [0, 1, 2] and r["video_mean"].shape[:3] == (3, 4, 13)
+    np.testing.assert_array_equal(r["actions"][2].numpy(), ds.window(0, 2)["actions"])
+
+
 def test_action_normalisation_roundtrip():
     rng = np.random.default_rng(0)
     a = np.concatenate([np.zeros((500, 2)), rng.uniform(-0.04, 0.04, (500, 4)),
