@@ -4,6 +4,11 @@ windows, with each window's own image latent and with the image latents shuffled
 image latent alone (the linear read-out the DiT should at least match).
 
     python training/probe_image.py --run runs/dit [--run runs/dit-action-only] [--ridge]
+    python training/probe_image.py --run runs/dit --heading data/sim-val [--vae runs/vae]
+
+--heading: the grounding gate (README "Embedded model"): on the first frame of every episode of a
+recorded dataset, does the posterior-mean first chunk (pure noise, the first denoising step) head
+where the expert's first 3 actions do? Same measure as `baseline_cnn.py heading`.
 
 Prints, per noise index (999 = pure noise, the first DDIM step), the arm MSE and gripper accuracy
 (normalised actions) — own image / shuffled images / shuffled text — and the mean |Δ| of the
@@ -79,6 +84,51 @@ def probe_run(run: str, val_dir: str, n: int, levels: list[int], raw: bool) -> N
     print(f"  (held-out mean predictor: arm MSE {arm_mse(mean.expand_as(T), T):.4f})")
 
 
+@torch.no_grad()
+def heading(run: str, data_dir: str, vae_dir: str, shuffle_text: bool) -> None:
+    from cache_latents import load_vae
+    from data import SimDataset, normalize_actions, to_pixels
+
+    with open(os.path.join(run, "config.json")) as f:
+        cfg = json.load(f)
+    scale = cfg["scaling_factor"]
+    tok = Tokenizer.from_file(os.path.join(run, "tokenizer.json"))
+    sp = os.path.join(run, "latent_shift.safetensors")
+    shift = load_file(sp)["latent_shift"] if cfg.get("latent_shift") and os.path.exists(sp) else None
+    ck = torch.load(os.path.join(run, "ckpt.pt"), map_location="cpu", weights_only=False)
+    model = TinyVideoVLA(ck["vocab"], cfg["dit"]["out_channels"])
+    model.load_state_dict(ck["ema"])
+    model.eval()
+    vae, _ = load_vae(vae_dir)
+    ds = SimDataset(data_dir)
+    n = len(ds)
+    frames = np.stack([ds.episode_frames(e)[0] for e in range(n)])  # (n, H, W, 3)
+    m, _ = vae.encode(to_pixels(frames[:, None]))  # (n, C, 1, h, w)
+    if shift is not None:
+        m = m - shift[None, :, None]
+    img = (m * scale).permute(0, 2, 1, 3, 4)  # (n, 1, C, h, w)
+    from videovla_ref.modeldir import tokenize
+    texts = [ds.episodes[(e + 1) % n if shuffle_text else e]["instruction"] for e in range(n)]
+    ids = torch.tensor([tokenize(tok, t, tinysim.TEXT_LEN) for t in texts])
+    T_lat = cfg["dit"]["latent_frames"]
+    g = torch.Generator().manual_seed(0)
+    xt = torch.randn((n, T_lat) + tuple(img.shape[2:]), generator=g)
+    at = torch.randn((n, 6, 7), generator=g)
+    s = denoiser_sigmas()[999].repeat(n)
+    act = Denoiser(model.dit)(xt, image_concat(img, T_lat), at, s, torch.full((n,), 999), model.text(ids),
+                              torch.zeros(n, dtype=torch.long))[1].numpy()
+    cos, moves = [], []
+    for e in range(n):
+        y = normalize_actions(ds.episode_actions(e)[:3], cfg["action_stats"])
+        pv, yv = act[e, :3, 3:5].sum(0), y[:, 3:5].sum(0)
+        cos.append(float(pv @ yv / (np.linalg.norm(pv) * np.linalg.norm(yv) + 1e-9)))
+        moves.append(float(np.linalg.norm(yv)) > 0.3)
+    cos, moves = np.array(cos)[moves], np.array(moves)
+    print(f"{run}{' (instructions shuffled)' if shuffle_text else ''}: posterior-mean first chunk at the first step vs "
+          f"the expert's, {len(cos)} episodes of {data_dir} where the expert moves sideways: within 45 deg "
+          f"{np.mean(cos > 0.7):.2f}, opposite (cos < 0) {np.mean(cos < 0):.2f}, median cos {np.median(cos):.2f}")
+
+
 def ridge(train_dir: str, val_dir: str, shards: int, lam: float = 100.0) -> None:
     """Linear read-out: image latent (flattened, standardised) -> the 6x7 normalised actions."""
     with open(os.path.join(train_dir, "meta.json")) as f:
@@ -118,8 +168,15 @@ def main():
     ap.add_argument("--raw", action="store_true", help="the raw weights instead of the EMA")
     ap.add_argument("--ridge", action="store_true", help="also fit the ridge read-out (6 training shards)")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--heading", default="", help="a recorded dataset: the first-plan heading gate instead")
+    ap.add_argument("--vae", default="runs/vae", help="the VAE run the DiT's latents came from (for --heading)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
+    if a.heading:
+        for r in a.run:
+            heading(r, a.heading, a.vae, False)
+            heading(r, a.heading, a.vae, True)
+        return
     for r in a.run:
         probe_run(r, a.val_latents, a.windows, [int(v) for v in a.levels.split(",")], a.raw)
     if a.ridge:
