@@ -273,8 +273,15 @@ def main():
     else:
         tok = build_tokenizer(instructions)
     tok.save(os.path.join(a.out, "tokenizer.json"))
-    scale = a.scale or float(meta.get("content_scaling_factor", meta["scaling_factor"]))
-    cache = LatentCache(a.latents, tok, tinysim.TEXT_LEN)
+    # A warm start keeps what defines the model's inputs and outputs: the latent scale and the action
+    # statistics of the run it starts from (otherwise the first cache listed would silently redefine them).
+    init_info = {}
+    if init_dir and os.path.exists(os.path.join(init_dir, "config.json")):
+        with open(os.path.join(init_dir, "config.json")) as f:
+            init_info = json.load(f)
+    scale = a.scale or float(init_info.get("scaling_factor") or
+                             meta.get("content_scaling_factor", meta["scaling_factor"]))
+    cache = LatentCache(a.latents, tok, tinysim.TEXT_LEN, stats=init_info.get("action_stats"))
     shift = None
     if a.latent_shift == "mean":
         shift_path = os.path.join(a.out, "latent_shift.safetensors")

@@ -18,7 +18,9 @@ def _close_json(a, b):
     if isinstance(a, list):
         return len(a) == len(b) and all(_close_json(x, y) for x, y in zip(a, b))
     if isinstance(a, float) or isinstance(b, float):
-        return abs(a - b) <= 1e-9 * max(1.0, abs(a))
+        # float32 values (schedules) regenerate to within a few ulps on another CPU (its vector kernels
+        # round differently), not bit for bit
+        return abs(a - b) <= 1e-6 * max(1.0, abs(a))
     return a == b
 
 

@@ -65,4 +65,5 @@ def test_fixture_generator_equals_transformers_and_no_mask():
     assert torch.equal(t5ref.uncond_context(out), torch.zeros_like(out))
     # the generator's own model is the same function
     ref = t5ref.encode(build_t5_tiny(), ids)
-    assert torch.equal(ref, fx["io.hidden"])
+    # (to float32 rounding: another CPU's vector kernels need not reproduce the fixture bit for bit)
+    assert ((ref - fx["io.hidden"]).norm() / fx["io.hidden"].norm()).item() < 1e-6

@@ -1,5 +1,6 @@
 """Training code (issue 4): data windows/padding on a synthetic dataset, one VAE and one DiT training
-step lower the loss on a tiny batch, export -> load_model_dir reproduces the outputs, and a
+step lower the loss on a tiny batch, export -> load_model_dir reproduces the outputs (and import_model.py
+turns the folder back into run folders with the same weights), and a
 smoke run of the whole chain (record format -> cache -> 2 DiT steps -> export -> load). CPU, seconds."""
 
 from __future__ import annotations
@@ -186,6 +187,26 @@ def test_export_roundtrip(tmp_path):
         d = m.vae.to_dit(z)
         assert torch.allclose(d, (z - vae.latent_shift[None, :, None]) * 3.5)
         assert torch.allclose(m.vae.from_dit(d), z, atol=1e-6)
+
+    # ... and back: import_model.py turns the folder into the run folders a continued run starts from
+    from cache_latents import load_vae
+    from import_model import import_model
+    from safetensors.torch import load_file
+
+    info2 = import_model(out, str(tmp_path / "vae"), str(tmp_path / "dit"))
+    assert info2["scaling_factor"] == 3.5 and info2["action_stats"] == json.loads(json.dumps(stats))
+    ck = torch.load(str(tmp_path / "dit" / "ckpt.pt"), weights_only=False)
+    back = TinyVideoVLA(tok.get_vocab_size(), 8)
+    back.load_state_dict(ck["ema"])
+    for k, v in model.state_dict().items():
+        assert torch.equal(back.state_dict()[k], v), k
+    vae2, vcfg2 = load_vae(str(tmp_path / "vae"))
+    assert vae2.latent_shift is None  # caches hold raw posteriors; the run keeps the shift
+    assert torch.equal(load_file(str(tmp_path / "dit" / "latent_shift.safetensors"))["latent_shift"],
+                       vae.latent_shift)
+    with torch.no_grad():
+        for u, v in zip(vae2.encode(img), vae.encode(img)):
+            assert torch.equal(u, v)
 
 
 def test_episode_caching_indexes_windows_exactly():
