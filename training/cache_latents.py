@@ -77,7 +77,9 @@ def encode_episode(vae: CogVideoXVAE, ds: SimDataset, e: int, gen: torch.Generat
     n = int(ep["action_count"])
     w = ds.window_count(e)  # n, or fewer in an episode cut short
     T = (ds.num_frames - 1) // 4 + 1  # 13 latent frames per window
-    full = np.concatenate([fr, np.repeat(fr[-1:], ds.num_frames - 1, axis=0)])
+    # padded by repeating the last frame up to the last window's end (none in an episode cut short)
+    pad = max((w - 1) * ds.substeps + ds.num_frames - len(fr), 0)
+    full = np.concatenate([fr, np.repeat(fr[-1:], pad, axis=0)])
     m, lv = vae.encode(to_pixels(full[None]))
     firsts = to_pixels(fr[np.minimum(np.arange(w) * ds.substeps, len(fr) - 1)][:, None])  # (w,3,1,H,W)
     fm, fl = vae.encode(firsts)
@@ -93,49 +95,88 @@ def encode_episode(vae: CogVideoXVAE, ds: SimDataset, e: int, gen: torch.Generat
             "episode": torch.full((w,), e, dtype=torch.long), "k": torch.arange(w, dtype=torch.long)}
 
 
-def cache_episodes(a, vae, vcfg, ds: SimDataset) -> None:
+def cache_by_episode(a, vcfg, ds: SimDataset, per_shard: int, encode_chunk, windows_of, what: str) -> None:
+    """Shards of `per_shard` episodes in a random order; `encode_chunk(episodes, gen, t0)` gives a shard's
+    tensors (lists to concatenate), `windows_of(episodes)` its window count. Resumable: existing shards
+    are kept; --minutes stops after the shard that crosses it; meta.json lists the finished shards."""
     rng = np.random.default_rng(a.seed)
     order = rng.permutation(len(ds)).tolist()
-    eps = a.episodes_per_shard
-    n_shards = (len(order) + eps - 1) // eps
-    total = sum(ds.window_count(e) for e in range(len(ds)))
-    print(f"cache: all {total} windows of {len(ds)} episodes (episode encodes) -> {n_shards} shards in {a.out}",
-          flush=True)
+    n_shards = (len(order) + per_shard - 1) // per_shard
+    print(f"cache: {what} of {len(ds)} episodes -> {n_shards} shards in {a.out}", flush=True)
     t0 = time.time()
-    shards, done, windows = [], 0, 0
+    shards, windows = [], 0
     for si in range(n_shards):
         if a.minutes and time.time() - t0 > a.minutes * 60:
             print(f"time budget reached: {len(shards)} of {n_shards} shards", flush=True)
             break
         name = f"latents-{si:05d}.safetensors"
         path = os.path.join(a.out, name)
-        chunk = order[si * eps: (si + 1) * eps]
+        chunk = order[si * per_shard: (si + 1) * per_shard]
         if not os.path.exists(path):
-            gen = torch.Generator().manual_seed(a.seed * 100003 + si)
-            parts: dict[str, list] = {}
-            for e in chunk:
-                for key, v in encode_episode(vae, ds, e, gen).items():
-                    parts.setdefault(key, []).append(v)
-                done += 1
-                el = time.time() - t0
-                print(f"[cache] episode {si * eps + chunk.index(e) + 1}/{len(order)} | {el / 60:.1f} min, "
-                      f"{done / max(el, 1e-9):.2f} ep/s", flush=True)
+            parts = encode_chunk(chunk, torch.Generator().manual_seed(a.seed * 100003 + si), t0)
             save_file({k: torch.cat(v).contiguous() for k, v in parts.items()}, path + ".tmp")
             os.replace(path + ".tmp", path)
         shards.append(name)
-        windows += sum(ds.window_count(e) for e in chunk)
+        windows += windows_of(chunk)
     write_meta(a, vcfg, ds, shards, windows, t0)
+
+
+def cache_episodes(a, vae, vcfg, ds: SimDataset) -> None:
+    done = [0]
+
+    def encode_chunk(chunk, gen, t0):
+        parts: dict[str, list] = {}
+        for e in chunk:
+            for key, v in encode_episode(vae, ds, e, gen).items():
+                parts.setdefault(key, []).append(v)
+            done[0] += 1
+            el = time.time() - t0
+            print(f"[cache] episode {done[0]} of this run | {el / 60:.1f} min, {done[0] / max(el, 1e-9):.2f} ep/s",
+                  flush=True)
+        return parts
+
+    total = sum(ds.window_count(e) for e in range(len(ds)))
+    cache_by_episode(a, vcfg, ds, a.episodes_per_shard, encode_chunk,
+                     lambda chunk: sum(ds.window_count(e) for e in chunk), f"all {total} windows (episode encodes)")
+
+
+@torch.no_grad()
+def cache_first_frames(a, vae, vcfg, ds: SimDataset) -> None:
+    """--first-frame-only: per episode only what the first denoising steps need — the noisy first
+    frame's posterior (image_mean/logvar/sigma) and the first window's 6 actions; no video. Many
+    scenes for the cost of one frame each (train_dit.py --scene-latents)."""
+
+    def encode_chunk(chunk, gen, t0):
+        parts: dict[str, list] = {}
+        for b in range(0, len(chunk), 64):
+            es = chunk[b: b + 64]
+            x = to_pixels(np.stack([ds.episode_frames(e)[:1] for e in es]))  # (B,3,1,H,W)
+            img, sigma = first_frame_noise(x, gen)
+            im, il = vae.encode(img)
+            acts = []
+            for e in es:
+                ea = ds.episode_actions(e)
+                acts.append(ea[np.minimum(np.arange(ds.action_len), len(ea) - 1)])
+            for key, v in {"image_mean": im.half(), "image_logvar": il.half(), "image_sigma": sigma,
+                           "actions": torch.from_numpy(np.stack(acts).astype(np.float32)),
+                           "episode": torch.tensor(es, dtype=torch.long),
+                           "k": torch.zeros(len(es), dtype=torch.long)}.items():
+                parts.setdefault(key, []).append(v)
+        print(f"[cache] {len(chunk)} first frames | {(time.time() - t0) / 60:.1f} min", flush=True)
+        return parts
+
+    cache_by_episode(a, vcfg, ds, a.episodes_per_shard or 4096, encode_chunk, len, "first frames")
 
 
 def write_meta(a, vcfg, ds: SimDataset, shards: list[str], windows: int, t0: float) -> None:
     # latent statistics -> scaling factor (SD-style 1/std of the posterior means)
     first = load_file(os.path.join(a.out, shards[0]))
-    vm = first["video_mean"].float()
+    vm = first["video_mean" if "video_mean" in first else "image_mean"].float()
     std = float(vm.std())
     # The sim camera and table never move: most of the latent variance is one fixed spatial pattern.
     # The per-window content is the deviation from the mean latent; scale it to ~0.4 std.
     content_std = float((vm - vm.mean(0, keepdim=True)).std())
-    meta = {"format": "videovla-latents-v1", "data": os.path.abspath(a.data), "vae": os.path.abspath(a.vae),
+    meta = {"format": "videovla-latents-v1", "first_frame_only": "video_mean" not in first, "data": os.path.abspath(a.data), "vae": os.path.abspath(a.vae),
             "vae_config": vcfg, "shards": shards, "windows": windows,
             "instructions": [ep["instruction"] for ep in ds.episodes],
             "tasks": [ep["task"] for ep in ds.episodes],
@@ -160,6 +201,8 @@ def main():
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--episodes-per-shard", type=int, default=0,
                     help="cache ALL windows from one encode per episode, this many episodes per shard")
+    ap.add_argument("--first-frame-only", action="store_true",
+                    help="only the noisy first frame and first 6 actions of each episode (train_dit.py --scene-latents)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--minutes", type=float, default=0,
@@ -168,6 +211,12 @@ def main():
     set_threads(a.threads)
     os.makedirs(a.out, exist_ok=True)
     vae, vcfg = load_vae(a.vae)
+    if a.first_frame_only:  # any recording (e.g. the cheap `sim record --substeps 1`): frame 0 of each episode
+        with open(os.path.join(a.data, "meta.json")) as f:
+            sub = json.load(f)["substeps"]
+        ds = SimDataset(a.data, num_frames=6 * sub + 1)
+        cache_first_frames(a, vae, vcfg, ds)
+        return
     ds = SimDataset(a.data)
     if a.episodes_per_shard:
         cache_episodes(a, vae, vcfg, ds)

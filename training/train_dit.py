@@ -98,12 +98,16 @@ class LatentCache:
         return len(self.ids)
 
     def batch(self, idx: torch.Tensor) -> dict:
-        vm, im = self.t["video_mean"][idx].float(), self.t["image_mean"][idx].float()
+        im = self.t["image_mean"][idx].float()
         if self.shift is not None:
-            vm, im = vm - self.shift[None, :, None], im - self.shift[None, :, None]
-        return {"video_mean": vm, "video_logvar": self.t["video_logvar"][idx].float(),
-                "image_mean": im, "image_logvar": self.t["image_logvar"][idx].float(),
-                "actions": self.actions[idx], "ids": self.ids[idx]}
+            im = im - self.shift[None, :, None]
+        b = {"image_mean": im, "image_logvar": self.t["image_logvar"][idx].float(),
+             "actions": self.actions[idx], "ids": self.ids[idx]}
+        if "video_mean" in self.t:  # absent in a first-frame-only cache (cache_latents.py --first-frame-only)
+            vm = self.t["video_mean"][idx].float()
+            b["video_mean"] = vm - self.shift[None, :, None] if self.shift is not None else vm
+            b["video_logvar"] = self.t["video_logvar"][idx].float()
+        return b
 
 
 def build_tokenizer(instructions: list[str]):
@@ -193,6 +197,31 @@ def diffusion_loss(model: TinyVideoVLA, b: dict, scale: float, sigmas: torch.Ten
     return loss, {"video": float(lv.mean().detach()), "action": float(la.mean().detach())}
 
 
+def scene_loss(model: TinyVideoVLA, b: dict, scale: float, sigmas: torch.Tensor, gen: torch.Generator,
+               min_idx: int, robot_id: int = tinysim.ROBOT_ID):
+    """The action term of the released loss for a first-frame-only sample (no recorded video), at the
+    highest noise levels only: idx ~ U{min_idx..999}. There s is ~0 (exactly 0 at 999 on the zero-SNR
+    schedule), so x_t is noise whatever the video, and the video's x0 is taken as the (latent-shift
+    centred) mean, 0. What these samples teach is the first denoising steps — where a plan picks its
+    target — from many more scenes than full windows could afford. Same dropouts as diffusion_loss."""
+    im, il = b["image_mean"], b["image_logvar"]
+    B = im.shape[0]
+    rnd = lambda shape: torch.randn(shape, generator=gen)  # noqa: E731
+    img = ((im + torch.exp(0.5 * il) * rnd(im.shape)) * scale).permute(0, 2, 1, 3, 4)
+    keep_img = (torch.rand(B, generator=gen) >= P_IMAGE_DROP).float().view(B, 1, 1, 1, 1)
+    T = model.dit.cfg.latent_frames
+    concat = image_concat(img * keep_img, T)
+    text = model.text(b["ids"]) * (torch.rand(B, generator=gen) >= P_TEXT_DROP).float().view(B, 1, 1)
+    a0 = b["actions"]
+    idx = torch.randint(min_idx, len(sigmas), (B,), generator=gen)
+    s = sigmas[idx]
+    c = (1 - s**2).sqrt()
+    xt = c.view(B, 1, 1, 1, 1) * rnd((B, T) + tuple(img.shape[2:]))
+    at = s.view(B, 1, 1) * a0 + c.view(B, 1, 1) * rnd(a0.shape)
+    _, a0_hat = Denoiser(model.dit)(xt, concat, at, s, idx, text, torch.full((B,), robot_id, dtype=torch.long))
+    return (((a0_hat - a0) ** 2).mean(dim=(1, 2)) / (1 - s**2)).mean()
+
+
 @torch.no_grad()
 def eval_actions(model: TinyVideoVLA, cache: LatentCache, scale: float, n: int = 64, steps: int = 10,
                  guidance: float = 3.0, seed: int = 0, bs: int = 32) -> dict:
@@ -250,6 +279,13 @@ def main():
                          "(README). none: the released convention, scale only")
     ap.add_argument("--video-loss-weight", type=float, default=1.0)
     ap.add_argument("--action-loss-weight", type=float, default=1.0)
+    ap.add_argument("--scene-latents", default="",
+                    help="first-frame-only caches (cache_latents.py --first-frame-only), comma-separated: each step "
+                         "adds --scene-batch of their samples with the action loss at the highest noise levels "
+                         "(scene_loss) — not part of the released loss")
+    ap.add_argument("--scene-batch", type=int, default=16)
+    ap.add_argument("--scene-min-t", type=int, default=900, help="scene samples draw idx from [this, 999]")
+    ap.add_argument("--scene-weight", type=float, default=1.0)
     ap.add_argument("--eval-every", type=int, default=500)
     ap.add_argument("--ckpt-every", type=int, default=200)
     ap.add_argument("--threads", type=int, default=2)
@@ -297,6 +333,8 @@ def main():
             save_file({"latent_shift": shift.contiguous()}, shift_path + ".tmp")
             os.replace(shift_path + ".tmp", shift_path)
         cache.shift = shift
+    scenes = LatentCache(a.scene_latents, tok, tinysim.TEXT_LEN, stats=cache.stats, shift=shift) \
+        if a.scene_latents else None
     val = LatentCache(a.val_latents, tok, tinysim.TEXT_LEN, stats=cache.stats, shift=shift) if os.path.exists(
         os.path.join(a.val_latents, "meta.json")) else None
     C = cache.t["video_mean"].shape[1]
@@ -320,7 +358,7 @@ def main():
         ema.load_state_dict(ck["ema"])
         print(f"warm start from {a.init} (its step {ck['step']}); new schedule of {a.steps} steps", flush=True)
     info = {"args": vars(a), "scaling_factor": scale, "latent_shift": shift is not None, "vae_config": meta["vae_config"],
-            "action_stats": cache.stats, "dit": model.dit.cfg.to_dict(), "windows": len(cache),
+            "action_stats": cache.stats, "dit": model.dit.cfg.to_dict(), "windows": len(cache), "scene_windows": len(scenes) if scenes is not None else 0,
             "params": {"dit": sum(p.numel() for p in model.dit.parameters()),
                        "t5": sum(p.numel() for p in model.t5.parameters())}}
     with open(os.path.join(a.out, "config.json"), "w") as f:
@@ -344,6 +382,11 @@ def main():
             g["lr"] = cosine_lr(step, a.steps, a.lr, warmup=100)
         loss, parts = diffusion_loss(model, cache.batch(idx), scale, sigmas, gen, a.video_loss_weight,
                                      a.action_loss_weight)
+        if scenes is not None:
+            sidx = torch.randint(0, len(scenes), (a.scene_batch,), generator=gen)
+            ls = scene_loss(model, scenes.batch(sidx), scale, sigmas, gen, a.scene_min_t)
+            loss = loss + a.scene_weight * ls
+            parts["scene"] = float(ls.detach())
         opt.zero_grad(set_to_none=True)
         loss.backward()
         gn = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -353,6 +396,8 @@ def main():
         sums["loss"] += float(loss.detach())
         sums["video"] += parts["video"]
         sums["action"] += parts["action"]
+        if "scene" in parts:
+            sums["scene"] = sums.get("scene", 0.0) + parts["scene"]
         nsum += 1
         out_of_time = a.minutes and (time.time() - t0) > a.minutes * 60
         if step % 25 == 0 or step == a.steps or out_of_time:

@@ -147,6 +147,51 @@ def test_action_only_loss_ignores_video():
     assert abs(float(l1) - (p1["video"] + p1["action"])) < 1e-4 * float(l1)
 
 
+def test_scene_loss_sees_only_noise_for_video_and_lowers_the_action_loss():
+    from train_dit import scene_loss
+
+    torch.manual_seed(0)
+    model = TinyVideoVLA(40, 8, seed=0)
+    b = _tiny_batch(4, 8, torch.Generator().manual_seed(0))
+    b = {k: v for k, v in b.items() if not k.startswith("video")}  # a first-frame-only batch
+    sig = denoiser_sigmas()
+    assert float(sig[999]) == 0.0  # zero SNR: at the last step x_t is pure noise, whatever the video
+
+    def loss_fn():
+        return scene_loss(model, b, 1.0, sig, torch.Generator().manual_seed(3), 900)
+
+    first, last = _steps_lower_loss(model.parameters(), loss_fn, n=8, lr=2e-3)
+    assert last < 0.9 * first
+
+
+def test_first_frame_cache_holds_frame_0_and_the_first_actions(tmp_path):
+    """cache_latents.py --first-frame-only on a recording with 1 sub-frame per action (the cheap kind)."""
+    import cache_latents
+    from safetensors.torch import load_file
+    from types import SimpleNamespace
+
+    root = str(tmp_path / "rec")
+    data.write_synthetic(root, episodes=((3, "pick up the red cube"), (8, "lift the blue ball")), substeps=1)
+    ds = data.SimDataset(root, num_frames=7)
+    cfg = tinysim.vae_config(block_out_channels=(4, 8, 8, 8), latent_channels=4, groups=4)
+    cfg["sample_height"] = cfg["sample_width"] = 16
+    vae = randomize_(CogVideoXVAE.from_config(cfg), seed=3).eval()
+    a = SimpleNamespace(seed=0, episodes_per_shard=0, minutes=0, out=str(tmp_path / "lat"), data=root, vae="-")
+    os.makedirs(a.out)
+    cache_latents.cache_first_frames(a, vae, cfg, ds)
+    with open(os.path.join(a.out, "meta.json")) as f:
+        meta = json.load(f)
+    assert meta["first_frame_only"] and meta["windows"] == 2
+    t = load_file(os.path.join(a.out, meta["shards"][0]))
+    assert "video_mean" not in t and t["image_mean"].shape == (2, 4, 1, 2, 2)
+    for i, e in enumerate(t["episode"].tolist()):
+        ea = ds.episode_actions(e)
+        np.testing.assert_array_equal(t["actions"][i].numpy(), ea[np.minimum(np.arange(6), len(ea) - 1)])
+        with torch.no_grad():  # the noisy frame 0 of that episode (sigma ~ e^-3: close to the clean one)
+            m0, _ = vae.encode(data.to_pixels(ds.episode_frames(e)[None, :1]))
+        assert float((t["image_mean"][i].float() - m0[0]).abs().max()) < 0.2
+
+
 def test_export_roundtrip(tmp_path):
     from export import export_model
     from videovla_ref.modeldir import load_model_dir, tokenize
