@@ -8,6 +8,7 @@ training checkpoints under runs/ are git-ignored).
 
 Writes (each atomically):
   VAE-OUT/config.json {"vae": cfg}, VAE-OUT/vae.pt      the VAE without its latent shift (caches hold raw posteriors)
+  VAE-OUT/metrics.json                                   its held-out PSNR, when the folder records it
   DIT-OUT/ckpt.pt {"model", "ema", "step"}              both = the exported (EMA) weights, T5 + DiT
   DIT-OUT/tokenizer.json, latent_shift.safetensors, config.json (scaling_factor, action_stats, dit, ...)
 """
@@ -52,6 +53,9 @@ def import_model(model_dir: str, vae_out: str, dit_out: str) -> dict:
     torch.save(vae_state, os.path.join(vae_out, "vae.pt.tmp"))
     os.replace(os.path.join(vae_out, "vae.pt.tmp"), os.path.join(vae_out, "vae.pt"))
     _write_json(os.path.join(vae_out, "config.json"), {"vae": cfg["vae"], "imported_from": os.path.abspath(model_dir)})
+    training = cfg.get("training", {})
+    if training.get("vae_val_psnr_17f") is not None:  # what export.py records about the VAE
+        _write_json(os.path.join(vae_out, "metrics.json"), {"val_psnr_17f": training["vae_val_psnr_17f"]})
 
     model = TinyVideoVLA(tok.get_vocab_size(), cfg["dit"]["out_channels"])
     state = {}
@@ -62,7 +66,6 @@ def import_model(model_dir: str, vae_out: str, dit_out: str) -> dict:
     state["t5.encoder.embed_tokens.weight"] = state["t5.shared.weight"]  # tied; export drops the alias
     model.load_state_dict(state, strict=True)
     os.makedirs(dit_out, exist_ok=True)
-    training = cfg.get("training", {})
     save_ckpt(os.path.join(dit_out, "ckpt.pt"), {"model": model.state_dict(), "ema": model.state_dict(),
                                                   "step": training.get("dit_steps", 0),
                                                   "vocab": tok.get_vocab_size()})
