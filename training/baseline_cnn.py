@@ -35,12 +35,13 @@ from videovla_ref.modeldir import tokenize  # noqa: E402
 
 
 class Net(nn.Module):
-    def __init__(self, vocab: int, aux: int = 0):
+    def __init__(self, vocab: int, aux: int = 0, in_channels: int = 0):
+        """64x64 pixels in, or with `in_channels` an 8x8 latent of that many channels (probe_image.py)."""
         super().__init__()
         self.aux = nn.Linear(256, aux) if aux else None
         self.emb = nn.EmbeddingBag(vocab, 64, mode="mean")
-        self.stem = nn.Sequential(nn.Conv2d(3, 32, 4, 2, 1), nn.SiLU(), nn.Conv2d(32, 64, 4, 2, 1), nn.SiLU(),
-                                  nn.Conv2d(64, 64, 4, 2, 1))
+        self.stem = nn.Conv2d(in_channels, 64, 3, 1, 1) if in_channels else nn.Sequential(
+            nn.Conv2d(3, 32, 4, 2, 1), nn.SiLU(), nn.Conv2d(32, 64, 4, 2, 1), nn.SiLU(), nn.Conv2d(64, 64, 4, 2, 1))
         self.film = nn.Linear(64, 128)
         self.body = nn.Sequential(nn.SiLU(), nn.Conv2d(64, 64, 3, 1, 1), nn.SiLU(), nn.Conv2d(64, 64, 3, 1, 1), nn.SiLU())
         self.head = nn.Sequential(nn.Flatten(), nn.Linear(64 * 64 + 64, 256), nn.SiLU(), nn.Linear(256, 42))

@@ -10,6 +10,11 @@ image latent alone (the linear read-out the DiT should at least match).
 recorded dataset, does the posterior-mean first chunk (pure noise, the first denoising step) head
 where the expert's first 3 actions do? Same measure as `baseline_cnn.py heading`.
 
+    python training/probe_image.py --run runs/dit --heading data/sim-val --latent-cnn data/latents-scenes
+
+--latent-cnn: is the grounding in the VAE latent at all? A conv net + instruction FiLM trained on a
+first-frame cache's image latents (the run's scale, shift, tokenizer, statistics), gated the same way.
+
 Prints, per noise index (999 = pure noise, the first DDIM step), the arm MSE and gripper accuracy
 (normalised actions) — own image / shuffled images / shuffled text — and the mean |Δ| of the
 actions when the images are shuffled. EMA weights unless --raw.
@@ -84,32 +89,67 @@ def probe_run(run: str, val_dir: str, n: int, levels: list[int], raw: bool) -> N
     print(f"  (held-out mean predictor: arm MSE {arm_mse(mean.expand_as(T), T):.4f})")
 
 
-@torch.no_grad()
-def heading(run: str, data_dir: str, vae_dir: str, shuffle_text: bool) -> None:
+def first_frames(data_dir: str, vae_dir: str, shift, scale: float):
+    """The held-out episodes of a recording and the DiT-space latents (n, C, 1, h, w) of their first frames."""
     from cache_latents import load_vae
-    from data import SimDataset, normalize_actions, to_pixels
+    from data import SimDataset, to_pixels
 
+    vae, _ = load_vae(vae_dir)
+    ds = SimDataset(data_dir)
+    frames = np.stack([ds.episode_frames(e)[0] for e in range(len(ds))])  # (n, H, W, 3)
+    with torch.no_grad():
+        m, _ = vae.encode(to_pixels(frames[:, None]))  # (n, C, 1, h, w)
+    if shift is not None:
+        m = m - shift[None, :, None]
+    return ds, m * scale
+
+
+def heading_report(name: str, act: np.ndarray, ds, stats: dict, data_dir: str) -> None:
+    """Horizontal heading of the first 3 planned (normalised) actions against the expert's, on the
+    episodes where the expert moves sideways."""
+    from data import normalize_actions
+
+    cos, moves = [], []
+    for e in range(len(ds)):
+        y = normalize_actions(ds.episode_actions(e)[:3], stats)
+        pv, yv = act[e, :3, 3:5].sum(0), y[:, 3:5].sum(0)
+        cos.append(float(pv @ yv / (np.linalg.norm(pv) * np.linalg.norm(yv) + 1e-9)))
+        moves.append(float(np.linalg.norm(yv)) > 0.3)
+    cos = np.array(cos)[np.array(moves)]
+    print(f"{name}: first chunk vs the expert's, {len(cos)} episodes of {data_dir} where the expert moves sideways: "
+          f"within 45 deg {np.mean(cos > 0.7):.2f}, opposite (cos < 0) {np.mean(cos < 0):.2f}, "
+          f"median cos {np.median(cos):.2f}", flush=True)
+
+
+def load_run(run: str):
     with open(os.path.join(run, "config.json")) as f:
         cfg = json.load(f)
-    scale = cfg["scaling_factor"]
     tok = Tokenizer.from_file(os.path.join(run, "tokenizer.json"))
     sp = os.path.join(run, "latent_shift.safetensors")
     shift = load_file(sp)["latent_shift"] if cfg.get("latent_shift") and os.path.exists(sp) else None
+    return cfg, tok, shift
+
+
+def shuffled_ids(tok, ds, shuffle_text: bool) -> torch.Tensor:
+    from videovla_ref.modeldir import tokenize
+
+    n = len(ds)
+    texts = [ds.episodes[(e + 1) % n if shuffle_text else e]["instruction"] for e in range(n)]
+    return torch.tensor([tokenize(tok, t, tinysim.TEXT_LEN) for t in texts])
+
+
+@torch.no_grad()
+def heading(run: str, data_dir: str, vae_dir: str, shuffle_text: bool) -> None:
+    """The DiT's posterior-mean first chunk at the first denoising step (idx 999, pure noise)."""
+    cfg, tok, shift = load_run(run)
     ck = torch.load(os.path.join(run, "ckpt.pt"), map_location="cpu", weights_only=False)
     model = TinyVideoVLA(ck["vocab"], cfg["dit"]["out_channels"])
     model.load_state_dict(ck["ema"])
     model.eval()
-    vae, _ = load_vae(vae_dir)
-    ds = SimDataset(data_dir)
+    ds, m = first_frames(data_dir, vae_dir, shift, cfg["scaling_factor"])
     n = len(ds)
-    frames = np.stack([ds.episode_frames(e)[0] for e in range(n)])  # (n, H, W, 3)
-    m, _ = vae.encode(to_pixels(frames[:, None]))  # (n, C, 1, h, w)
-    if shift is not None:
-        m = m - shift[None, :, None]
-    img = (m * scale).permute(0, 2, 1, 3, 4)  # (n, 1, C, h, w)
-    from videovla_ref.modeldir import tokenize
-    texts = [ds.episodes[(e + 1) % n if shuffle_text else e]["instruction"] for e in range(n)]
-    ids = torch.tensor([tokenize(tok, t, tinysim.TEXT_LEN) for t in texts])
+    img = m.permute(0, 2, 1, 3, 4)  # (n, 1, C, h, w)
+    ids = shuffled_ids(tok, ds, shuffle_text)
     T_lat = cfg["dit"]["latent_frames"]
     g = torch.Generator().manual_seed(0)
     xt = torch.randn((n, T_lat) + tuple(img.shape[2:]), generator=g)
@@ -117,16 +157,43 @@ def heading(run: str, data_dir: str, vae_dir: str, shuffle_text: bool) -> None:
     s = denoiser_sigmas()[999].repeat(n)
     act = Denoiser(model.dit)(xt, image_concat(img, T_lat), at, s, torch.full((n,), 999), model.text(ids),
                               torch.zeros(n, dtype=torch.long))[1].numpy()
-    cos, moves = [], []
-    for e in range(n):
-        y = normalize_actions(ds.episode_actions(e)[:3], cfg["action_stats"])
-        pv, yv = act[e, :3, 3:5].sum(0), y[:, 3:5].sum(0)
-        cos.append(float(pv @ yv / (np.linalg.norm(pv) * np.linalg.norm(yv) + 1e-9)))
-        moves.append(float(np.linalg.norm(yv)) > 0.3)
-    cos, moves = np.array(cos)[moves], np.array(moves)
-    print(f"{run}{' (instructions shuffled)' if shuffle_text else ''}: posterior-mean first chunk at the first step vs "
-          f"the expert's, {len(cos)} episodes of {data_dir} where the expert moves sideways: within 45 deg "
-          f"{np.mean(cos > 0.7):.2f}, opposite (cos < 0) {np.mean(cos < 0):.2f}, median cos {np.median(cos):.2f}")
+    heading_report(run + (" (instructions shuffled)" if shuffle_text else ""), act, ds, cfg["action_stats"], data_dir)
+
+
+def latent_cnn(run: str, scenes: str, data_dir: str, vae_dir: str, steps: int) -> None:
+    """Is the grounding in the VAE latent at all? baseline_cnn.py's conv net + instruction FiLM, its
+    pixel stem replaced by one 3x3 conv on the (C, 8, 8) image latent, trained on a first-frame cache
+    (`cache_latents.py --first-frame-only`) to regress the first chunk; then the same heading gate."""
+    from baseline_cnn import Net
+
+    cfg, tok, shift = load_run(run)
+    scale = cfg["scaling_factor"]
+    cache = LatentCache(scenes, tok, tinysim.TEXT_LEN, stats=cfg["action_stats"], shift=shift)
+    x = cache.t["image_mean"][:, :, 0].float()
+    x = (x - shift if shift is not None else x) * scale
+    y, ids = cache.actions, cache.ids
+    torch.manual_seed(0)
+    net = Net(tok.get_vocab_size(), in_channels=x.shape[1])
+    opt = torch.optim.AdamW(net.parameters(), 1e-3, weight_decay=1e-4)
+    for s in range(steps):
+        idx = torch.randint(0, len(x), (128,))
+        p = net(x[idx], ids[idx])
+        loss = ((p[..., :6] - y[idx][..., :6]) ** 2).mean() \
+            + torch.nn.functional.binary_cross_entropy_with_logits(p[..., 6], y[idx][..., 6])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        for gr in opt.param_groups:
+            gr["lr"] = 1e-3 * 0.5 * (1 + np.cos(np.pi * s / steps))
+        if (s + 1) % 500 == 0:
+            print(f"latent cnn step {s + 1}/{steps}: loss {float(loss):.4f}", flush=True)
+    net.eval()
+    ds, m = first_frames(data_dir, vae_dir, shift, scale)
+    with torch.no_grad():
+        for shuffle in (False, True):
+            act = net(m[:, :, 0], shuffled_ids(tok, ds, shuffle)).numpy()
+            heading_report(f"latent CNN on {scenes} ({len(x)} scenes, {steps} steps)"
+                           + (" (instructions shuffled)" if shuffle else ""), act, ds, cfg["action_stats"], data_dir)
 
 
 def ridge(train_dir: str, val_dir: str, shards: int, lam: float = 100.0) -> None:
@@ -170,8 +237,14 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--heading", default="", help="a recorded dataset: the first-plan heading gate instead")
     ap.add_argument("--vae", default="runs/vae", help="the VAE run the DiT's latents came from (for --heading)")
+    ap.add_argument("--latent-cnn", default="", help="with --heading: train a conv net on this first-frame cache's "
+                    "latents (the run's scale, shift, tokenizer and statistics) and gate it instead of the DiT")
+    ap.add_argument("--cnn-steps", type=int, default=3000)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
+    if a.heading and a.latent_cnn:
+        latent_cnn(a.run[0], a.latent_cnn, a.heading, a.vae, a.cnn_steps)
+        return
     if a.heading:
         for r in a.run:
             heading(r, a.heading, a.vae, False)
