@@ -139,8 +139,9 @@ def shuffled_ids(tok, ds, shuffle_text: bool) -> torch.Tensor:
 
 
 @torch.no_grad()
-def heading(run: str, data_dir: str, vae_dir: str, shuffle_text: bool) -> None:
-    """The DiT's posterior-mean first chunk at the first denoising step (idx 999, pure noise)."""
+def heading(run: str, data_dir: str, vae_dir: str, shuffle_text: bool, frames: int = 0) -> None:
+    """The DiT's posterior-mean first chunk at the first denoising step (idx 999, pure noise).
+    `frames` > 0: feed only that many latent frames (as `train_dit.py --scene-frames`); 0 = all."""
     cfg, tok, shift = load_run(run)
     ck = torch.load(os.path.join(run, "ckpt.pt"), map_location="cpu", weights_only=False)
     model = TinyVideoVLA(ck["vocab"], cfg["dit"]["out_channels"])
@@ -150,14 +151,14 @@ def heading(run: str, data_dir: str, vae_dir: str, shuffle_text: bool) -> None:
     n = len(ds)
     img = m.permute(0, 2, 1, 3, 4)  # (n, 1, C, h, w)
     ids = shuffled_ids(tok, ds, shuffle_text)
-    T_lat = cfg["dit"]["latent_frames"]
+    T_lat = frames or cfg["dit"]["latent_frames"]
     g = torch.Generator().manual_seed(0)
     xt = torch.randn((n, T_lat) + tuple(img.shape[2:]), generator=g)
     at = torch.randn((n, 6, 7), generator=g)
     s = denoiser_sigmas()[999].repeat(n)
     act = Denoiser(model.dit)(xt, image_concat(img, T_lat), at, s, torch.full((n,), 999), model.text(ids),
                               torch.zeros(n, dtype=torch.long))[1].numpy()
-    heading_report(run + (" (instructions shuffled)" if shuffle_text else ""), act, ds, cfg["action_stats"], data_dir)
+    heading_report(run + (f" ({T_lat} latent frames)" if frames else "") + (" (instructions shuffled)" if shuffle_text else ""), act, ds, cfg["action_stats"], data_dir)
 
 
 def latent_cnn(run: str, scenes: str, data_dir: str, vae_dir: str, steps: int) -> None:
@@ -240,6 +241,8 @@ def main():
     ap.add_argument("--latent-cnn", default="", help="with --heading: train a conv net on this first-frame cache's "
                     "latents (the run's scale, shift, tokenizer and statistics) and gate it instead of the DiT")
     ap.add_argument("--cnn-steps", type=int, default=3000)
+    ap.add_argument("--frames", type=int, default=0, help="with --heading: also gate with only this many latent "
+                    "frames fed (1 = the image frame alone, as train_dit.py --scene-frames 1)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     if a.heading and a.latent_cnn:
@@ -247,8 +250,9 @@ def main():
         return
     if a.heading:
         for r in a.run:
-            heading(r, a.heading, a.vae, False)
-            heading(r, a.heading, a.vae, True)
+            for fr in ([0, a.frames] if a.frames else [0]):
+                heading(r, a.heading, a.vae, False, fr)
+                heading(r, a.heading, a.vae, True, fr)
         return
     for r in a.run:
         probe_run(r, a.val_latents, a.windows, [int(v) for v in a.levels.split(",")], a.raw)

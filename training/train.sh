@@ -14,13 +14,17 @@
 #   4c. recovery (RECOVERY_STEPS > 0) 3000 perturbed-expert episodes (sim record --perturb 0.3, seeds 3000+)
 #                -> data/sim-train-perturb, their latents -> data/latents-perturb (RECOVERY_CACHE_MIN), then
 #                the DiT so far continued on both caches -> runs/dit-recovery (the shipped fifth run)
+#   4d. grounding (GROUND_STEPS > 0) 52,000 more scenes, first frames only (sim record --substeps 1 --max-actions 6,
+#                cache_latents.py --first-frame-only -> data/latents-scenes); the DiT so far with a FRESH T5 trained on
+#                scene samples alone, image frame only (--batch 0 --scene-frames 1 --fresh-text-encoder, lr 1e-3) ->
+#                runs/dit-bind; then the released loss again on the windows + scene samples -> runs/dit-ground
 #   5. export    training/export.py      -> models/tiny-sim (+ dataset_statistics.json), guidance chosen on held-out windows
 #   6. fixture   training/tiny_sim_fixture.py -> tests/fixtures/tiny_sim_pipeline.*
 #   7. ablation  (ABLATION=1) the same DiT budget with --video-loss-weight 0 -> runs/dit-action-only,
 #                trained at the same time as stage 4 (one core each), exported to runs/ablation-action-only/model
 # Environment: VAE_MIN (18), DIT_MIN (60), DIT_STEPS (LR schedule length, 4000), EPISODES (3000),
 # DIT_MORE_STEPS (9000; 0 = ship stage 4's DiT), DIT_MORE_MIN (95), RECOVERY_STEPS (9000; 0 = skip 4c),
-# RECOVERY_MIN (95), RECOVERY_CACHE_MIN (25),
+# RECOVERY_MIN (95), RECOVERY_CACHE_MIN (25), GROUND_STEPS (2000; 0 = skip 4d), GROUND_MIN (30),
 # CACHE_MIN (15), LATENT_SCALE (0 = from the cache: 0.4 / content std), ABLATION (1; 0 = the joint model alone, on both cores), PY (venv python), BIN.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -97,6 +101,24 @@ if [ "$RECOVERY_STEPS" -gt 0 ]; then
       --minutes "$RECOVERY_MIN" --batch 32 --lr 3e-4 --threads 2 --seed 5 --ckpt-every 200 \
       && touch runs/dit-recovery/done; }
   SHIP=runs/dit-recovery
+fi
+
+GROUND_STEPS="${GROUND_STEPS:-2000}"; GROUND_MIN="${GROUND_MIN:-30}"
+if [ "$GROUND_STEPS" -gt 0 ]; then
+  stage "4d grounding: 52,000 scenes, a fresh T5 bound on scene samples, then windows + scenes"
+  [ -f data/sim-scenes/meta.json ] || "$BIN" sim record --episodes 52000 --seed 30000 --substeps 1 --max-actions 6 \
+      --out data/sim-scenes --overwrite
+  [ -f data/latents-scenes/meta.json ] || "$PY" training/cache_latents.py --data data/sim-scenes --vae runs/vae \
+      --out data/latents-scenes --first-frame-only
+  [ -f runs/dit-bind/done ] || { "$PY" training/train_dit.py --latents data/latents --val-latents data/latents-val \
+      --scene-latents data/latents-scenes --batch 0 --scene-batch 128 --scene-frames 1 --fresh-text-encoder \
+      --init "$SHIP/ckpt.pt" --out runs/dit-bind --steps "$GROUND_STEPS" --lr 1e-3 --ema 0.99 --threads 2 --seed 21 \
+      --eval-every 100000 && touch runs/dit-bind/done; }
+  [ -f runs/dit-ground/done ] || { "$PY" training/train_dit.py --latents data/latents --val-latents data/latents-val \
+      --scene-latents data/latents-scenes --batch 16 --scene-batch 48 --scene-frames 0,1 \
+      --init runs/dit-bind/ckpt.pt --out runs/dit-ground --steps 2400 --minutes "$GROUND_MIN" --lr 3e-4 --ema 0.995 \
+      --threads 2 --seed 23 && touch runs/dit-ground/done; }
+  SHIP=runs/dit-ground
 fi
 
 stage "5 export"

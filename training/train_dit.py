@@ -152,6 +152,14 @@ def init_dit_(dit: VideoVLADiT, seed: int) -> VideoVLADiT:
     return dit
 
 
+def fresh_text_encoder_(model: "TinyVideoVLA", ema: "TinyVideoVLA", seed: int) -> None:
+    """A new T5 (the init of a run from scratch, another seed) in the model and its EMA; the DiT stays."""
+    torch.manual_seed(seed + 1000)
+    t5 = T5EncoderModel(model.t5.config)
+    model.t5.load_state_dict(t5.state_dict())
+    ema.t5.load_state_dict(t5.state_dict())
+
+
 class TinyVideoVLA(nn.Module):
     def __init__(self, vocab_size: int, latent_channels: int, seed: int = 0):
         super().__init__()
@@ -198,18 +206,21 @@ def diffusion_loss(model: TinyVideoVLA, b: dict, scale: float, sigmas: torch.Ten
 
 
 def scene_loss(model: TinyVideoVLA, b: dict, scale: float, sigmas: torch.Tensor, gen: torch.Generator,
-               min_idx: int, robot_id: int = tinysim.ROBOT_ID):
+               min_idx: int, robot_id: int = tinysim.ROBOT_ID, frames: int = 0):
     """The action term of the released loss for a first-frame-only sample (no recorded video), at the
     highest noise levels only: idx ~ U{min_idx..999}. There s is ~0 (exactly 0 at 999 on the zero-SNR
     schedule), so x_t is noise whatever the video, and the video's x0 is taken as the (latent-shift
     centred) mean, 0. What these samples teach is the first denoising steps — where a plan picks its
-    target — from many more scenes than full windows could afford. Same dropouts as diffusion_loss."""
+    target — from many more scenes than full windows could afford. Same dropouts as diffusion_loss.
+    `frames` > 0 feeds only that many latent frames (1: the image frame alone, 16 video tokens instead
+    of 208 — a curriculum for cost; the position tables are prefixes, so the weights are the same);
+    0 = the model's latent_frames."""
     im, il = b["image_mean"], b["image_logvar"]
     B = im.shape[0]
     rnd = lambda shape: torch.randn(shape, generator=gen)  # noqa: E731
     img = ((im + torch.exp(0.5 * il) * rnd(im.shape)) * scale).permute(0, 2, 1, 3, 4)
     keep_img = (torch.rand(B, generator=gen) >= P_IMAGE_DROP).float().view(B, 1, 1, 1, 1)
-    T = model.dit.cfg.latent_frames
+    T = frames or model.dit.cfg.latent_frames
     concat = image_concat(img * keep_img, T)
     text = model.text(b["ids"]) * (torch.rand(B, generator=gen) >= P_TEXT_DROP).float().view(B, 1, 1)
     a0 = b["actions"]
@@ -264,7 +275,7 @@ def main():
     ap.add_argument("--out", default="runs/dit")
     ap.add_argument("--steps", type=int, default=4000, help="LR schedule length (cosine)")
     ap.add_argument("--minutes", type=float, default=0, help="stop (and save) after this wall time; 0 = none")
-    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--batch", type=int, default=32, help="windows per step (0 = scene samples only)")
     ap.add_argument("--lr", type=float, default=5e-4)
     ap.add_argument("--ema", type=float, default=0.999)
     ap.add_argument("--scale", type=float, default=0.0,
@@ -286,15 +297,23 @@ def main():
     ap.add_argument("--scene-batch", type=int, default=16)
     ap.add_argument("--scene-min-t", type=int, default=900, help="scene samples draw idx from [this, 999]")
     ap.add_argument("--scene-weight", type=float, default=1.0)
+    ap.add_argument("--scene-frames", default="0",
+                    help="latent frames fed for scene samples (1 = the image frame only, ~8x cheaper; 0 = all); "
+                         "a comma-separated list cycles step by step, e.g. 0,1")
     ap.add_argument("--eval-every", type=int, default=500)
     ap.add_argument("--ckpt-every", type=int, default=200)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--fresh-text-encoder", action="store_true",
+                    help="with --init: keep the DiT, start the T5 text encoder afresh (model and EMA). A T5 trained "
+                         "jointly while the DiT ignored the words stays in a state the DiT cannot learn to bind from "
+                         "(README \"Embedded model\", eighth session); a fresh one learns it within ~600 steps of scene samples")
     ap.add_argument("--init", default="",
                     help="warm start: model and EMA weights from this checkpoint (a finished run's ckpt.pt), fresh "
                          "optimiser and LR schedule; ignored when --out already holds a checkpoint (resume)")
     a = ap.parse_args()
     set_threads(a.threads)
+    scene_frames = [int(v) for v in a.scene_frames.split(",")]
     os.makedirs(a.out, exist_ok=True)
     _, metas, instructions = read_cache_metas(a.latents)
     meta = metas[0]
@@ -356,7 +375,10 @@ def main():
             sys.exit(f"--init {a.init}: no such checkpoint; give a run's ckpt.pt")
         model.load_state_dict(ck["model"])
         ema.load_state_dict(ck["ema"])
-        print(f"warm start from {a.init} (its step {ck['step']}); new schedule of {a.steps} steps", flush=True)
+        if a.fresh_text_encoder:
+            fresh_text_encoder_(model, ema, seed=a.seed)
+        print(f"warm start from {a.init} (its step {ck['step']}); new schedule of {a.steps} steps"
+              + (", fresh text encoder" if a.fresh_text_encoder else ""), flush=True)
     info = {"args": vars(a), "scaling_factor": scale, "latent_shift": shift is not None, "vae_config": meta["vae_config"],
             "action_stats": cache.stats, "dit": model.dit.cfg.to_dict(), "windows": len(cache), "scene_windows": len(scenes) if scenes is not None else 0,
             "params": {"dit": sum(p.numel() for p in model.dit.parameters()),
@@ -376,15 +398,21 @@ def main():
         save_ckpt(ckpt_path, {"model": model.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
                               "step": step, "vocab": tok.get_vocab_size()})
 
+    if not a.batch and scenes is None:
+        sys.exit("--batch 0 trains on scene samples only: give --scene-latents")
     while step < a.steps:
         idx = torch.randint(0, len(cache), (a.batch,), generator=gen)
         for g in opt.param_groups:
             g["lr"] = cosine_lr(step, a.steps, a.lr, warmup=100)
-        loss, parts = diffusion_loss(model, cache.batch(idx), scale, sigmas, gen, a.video_loss_weight,
-                                     a.action_loss_weight)
+        if a.batch:
+            loss, parts = diffusion_loss(model, cache.batch(idx), scale, sigmas, gen, a.video_loss_weight,
+                                         a.action_loss_weight)
+        else:
+            loss, parts = torch.zeros(()), {"video": 0.0, "action": 0.0}
         if scenes is not None:
             sidx = torch.randint(0, len(scenes), (a.scene_batch,), generator=gen)
-            ls = scene_loss(model, scenes.batch(sidx), scale, sigmas, gen, a.scene_min_t)
+            fr = scene_frames[step % len(scene_frames)]
+            ls = scene_loss(model, scenes.batch(sidx), scale, sigmas, gen, a.scene_min_t, frames=fr)
             loss = loss + a.scene_weight * ls
             parts["scene"] = float(ls.detach())
         opt.zero_grad(set_to_none=True)

@@ -163,6 +163,13 @@ def test_scene_loss_sees_only_noise_for_video_and_lowers_the_action_loss():
     first, last = _steps_lower_loss(model.parameters(), loss_fn, n=8, lr=2e-3)
     assert last < 0.9 * first
 
+    # --scene-frames 1: the image frame alone (16x fewer video tokens), the same weights
+    def loss_1():
+        return scene_loss(model, b, 1.0, sig, torch.Generator().manual_seed(4), 900, frames=1)
+
+    first, last = _steps_lower_loss(model.parameters(), loss_1, n=8, lr=2e-3)
+    assert last < 0.9 * first
+
 
 def test_first_frame_cache_holds_frame_0_and_the_first_actions(tmp_path):
     """cache_latents.py --first-frame-only on a recording with 1 sub-frame per action (the cheap kind)."""
@@ -361,3 +368,18 @@ def test_tiny_sim_fixture_regenerates(tmp_path):
             assert rel < 1e-5, (k, rel)
         else:
             assert torch.equal(want[k], got[k]), k
+
+
+def test_fresh_text_encoder_keeps_the_dit_and_restarts_t5(tmp_path):
+    """train_dit.py --init RUN/ckpt.pt --fresh-text-encoder: the T5 is new (model and EMA), every DiT
+    weight stays the checkpoint's."""
+    from train_dit import fresh_text_encoder_
+
+    model, ema = TinyVideoVLA(40, 8, seed=0), TinyVideoVLA(40, 8, seed=0)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    fresh_text_encoder_(model, ema, seed=3)
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before if k.startswith("dit."))
+    changed = [k for k in before if k.startswith("t5.") and not torch.equal(before[k], after[k])]
+    assert "t5.shared.weight" in changed and len(changed) > 10
+    assert all(torch.equal(after[k], ema.state_dict()[k]) for k in after if k.startswith("t5."))
