@@ -17,7 +17,8 @@
 #   4d. grounding (GROUND_STEPS > 0) 52,000 more scenes, first frames only (sim record --substeps 1 --max-actions 6,
 #                cache_latents.py --first-frame-only -> data/latents-scenes); the DiT so far with a FRESH T5 trained on
 #                scene samples alone, image frame only (--batch 0 --scene-frames 1 --fresh-text-encoder, lr 1e-3) ->
-#                runs/dit-bind; then the released loss again on the windows + scene samples -> runs/dit-ground
+#                runs/dit-bind; then the released loss again on the windows + scene samples -> runs/dit-ground,
+#                then mostly windows -> runs/dit-ground2 (the shipped eighth run's recipe)
 #   5. export    training/export.py      -> models/tiny-sim (+ dataset_statistics.json), guidance chosen on held-out windows
 #   6. fixture   training/tiny_sim_fixture.py -> tests/fixtures/tiny_sim_pipeline.*
 #   7. ablation  (ABLATION=1) the same DiT budget with --video-loss-weight 0 -> runs/dit-action-only,
@@ -118,7 +119,11 @@ if [ "$GROUND_STEPS" -gt 0 ]; then
       --scene-latents data/latents-scenes --batch 16 --scene-batch 48 --scene-frames 0,1 \
       --init runs/dit-bind/ckpt.pt --out runs/dit-ground --steps 2400 --minutes "$GROUND_MIN" --lr 3e-4 --ema 0.995 \
       --threads 2 --seed 23 && touch runs/dit-ground/done; }
-  SHIP=runs/dit-ground
+  [ -f runs/dit-ground2/done ] || { "$PY" training/train_dit.py --latents data/latents --val-latents data/latents-val \
+      --scene-latents data/latents-scenes --batch 32 --scene-batch 16 --scene-frames 1 \
+      --init runs/dit-ground/ckpt.pt --out runs/dit-ground2 --steps 1800 --minutes "$GROUND_MIN" --lr 2e-4 --ema 0.995 \
+      --threads 2 --seed 29 && touch runs/dit-ground2/done; }
+  SHIP=runs/dit-ground2
 fi
 
 stage "5 export"
