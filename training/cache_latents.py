@@ -142,30 +142,39 @@ def cache_episodes(a, vae, vcfg, ds: SimDataset) -> None:
 
 @torch.no_grad()
 def cache_first_frames(a, vae, vcfg, ds: SimDataset) -> None:
-    """--first-frame-only: per episode only what the first denoising steps need — the noisy first
-    frame's posterior (image_mean/logvar/sigma) and the first window's 6 actions; no video. Many
-    scenes for the cost of one frame each (train_dit.py --scene-latents)."""
+    """--first-frame-only: per sample only what the first denoising steps need — the noisy first
+    frame's posterior (image_mean/logvar/sigma) and the window's 6 actions; no video. Many scenes for
+    the cost of one frame each (train_dit.py --scene-latents). One sample per episode (window 0), or
+    with --every-window one per window k: frame k*substeps and actions k..k+5 — every phase of the
+    episode (approach, grasp, carry), not only its start."""
+
+    def keys(e: int) -> list[int]:
+        return list(range(ds.window_count(e))) if a.every_window else [0]
 
     def encode_chunk(chunk, gen, t0):
+        items = []  # (episode, k, frame u8 (1,H,W,3), actions (6,7))
+        for e in chunk:
+            fr, ea = ds.episode_frames(e), ds.episode_actions(e)
+            for k in keys(e):
+                f = min(k * ds.substeps, len(fr) - 1)
+                items.append((e, k, fr[f: f + 1], ea[np.minimum(k + np.arange(ds.action_len), len(ea) - 1)]))
         parts: dict[str, list] = {}
-        for b in range(0, len(chunk), 64):
-            es = chunk[b: b + 64]
-            x = to_pixels(np.stack([ds.episode_frames(e)[:1] for e in es]))  # (B,3,1,H,W)
+        for b in range(0, len(items), 64):
+            its = items[b: b + 64]
+            x = to_pixels(np.stack([it[2] for it in its]))  # (B,3,1,H,W)
             img, sigma = first_frame_noise(x, gen)
             im, il = vae.encode(img)
-            acts = []
-            for e in es:
-                ea = ds.episode_actions(e)
-                acts.append(ea[np.minimum(np.arange(ds.action_len), len(ea) - 1)])
             for key, v in {"image_mean": im.half(), "image_logvar": il.half(), "image_sigma": sigma,
-                           "actions": torch.from_numpy(np.stack(acts).astype(np.float32)),
-                           "episode": torch.tensor(es, dtype=torch.long),
-                           "k": torch.zeros(len(es), dtype=torch.long)}.items():
+                           "actions": torch.from_numpy(np.stack([it[3] for it in its]).astype(np.float32)),
+                           "episode": torch.tensor([it[0] for it in its], dtype=torch.long),
+                           "k": torch.tensor([it[1] for it in its], dtype=torch.long)}.items():
                 parts.setdefault(key, []).append(v)
-        print(f"[cache] {len(chunk)} first frames | {(time.time() - t0) / 60:.1f} min", flush=True)
+        print(f"[cache] {len(chunk)} episodes, {len(items)} frames | {(time.time() - t0) / 60:.1f} min", flush=True)
         return parts
 
-    cache_by_episode(a, vcfg, ds, a.episodes_per_shard or 4096, encode_chunk, len, "first frames")
+    cache_by_episode(a, vcfg, ds, a.episodes_per_shard or 4096, encode_chunk,
+                     lambda chunk: sum(len(keys(e)) for e in chunk),
+                     "window start frames" if a.every_window else "first frames")
 
 
 def write_meta(a, vcfg, ds: SimDataset, shards: list[str], windows: int, t0: float) -> None:
@@ -203,6 +212,8 @@ def main():
                     help="cache ALL windows from one encode per episode, this many episodes per shard")
     ap.add_argument("--first-frame-only", action="store_true",
                     help="only the noisy first frame and first 6 actions of each episode (train_dit.py --scene-latents)")
+    ap.add_argument("--every-window", action="store_true",
+                    help="with --first-frame-only: one sample per window (its start frame and 6 actions), not per episode")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--minutes", type=float, default=0,

@@ -171,8 +171,11 @@ def test_scene_loss_sees_only_noise_for_video_and_lowers_the_action_loss():
     assert last < 0.9 * first
 
 
-def test_first_frame_cache_holds_frame_0_and_the_first_actions(tmp_path):
-    """cache_latents.py --first-frame-only on a recording with 1 sub-frame per action (the cheap kind)."""
+@pytest.mark.parametrize("every_window", [False, True])
+def test_first_frame_cache_holds_the_window_start_frame_and_its_actions(tmp_path, every_window):
+    """cache_latents.py --first-frame-only on a recording with 1 sub-frame per action (the cheap kind):
+    frame 0 and actions 0..5 of each episode, or with --every-window frame k and actions k..k+5 of
+    every window k."""
     import cache_latents
     from safetensors.torch import load_file
     from types import SimpleNamespace
@@ -183,20 +186,27 @@ def test_first_frame_cache_holds_frame_0_and_the_first_actions(tmp_path):
     cfg = tinysim.vae_config(block_out_channels=(4, 8, 8, 8), latent_channels=4, groups=4)
     cfg["sample_height"] = cfg["sample_width"] = 16
     vae = randomize_(CogVideoXVAE.from_config(cfg), seed=3).eval()
-    a = SimpleNamespace(seed=0, episodes_per_shard=0, minutes=0, out=str(tmp_path / "lat"), data=root, vae="-")
+    a = SimpleNamespace(seed=0, episodes_per_shard=0, minutes=0, out=str(tmp_path / "lat"), data=root, vae="-",
+                        every_window=every_window)
     os.makedirs(a.out)
     cache_latents.cache_first_frames(a, vae, cfg, ds)
     with open(os.path.join(a.out, "meta.json")) as f:
         meta = json.load(f)
-    assert meta["first_frame_only"] and meta["windows"] == 2
+    n = 3 + 8 if every_window else 2
+    assert meta["first_frame_only"] and meta["windows"] == n
     t = load_file(os.path.join(a.out, meta["shards"][0]))
-    assert "video_mean" not in t and t["image_mean"].shape == (2, 4, 1, 2, 2)
-    for i, e in enumerate(t["episode"].tolist()):
+    assert "video_mean" not in t and t["image_mean"].shape == (n, 4, 1, 2, 2)
+    pairs = sorted(zip(t["episode"].tolist(), t["k"].tolist()))
+    assert pairs == ([(0, k) for k in range(3)] + [(1, k) for k in range(8)] if every_window else [(0, 0), (1, 0)])
+    for i, (e, k) in enumerate(zip(t["episode"].tolist(), t["k"].tolist())):
         ea = ds.episode_actions(e)
-        np.testing.assert_array_equal(t["actions"][i].numpy(), ea[np.minimum(np.arange(6), len(ea) - 1)])
-        with torch.no_grad():  # the noisy frame 0 of that episode (sigma ~ e^-3: close to the clean one)
-            m0, _ = vae.encode(data.to_pixels(ds.episode_frames(e)[None, :1]))
-        assert float((t["image_mean"][i].float() - m0[0]).abs().max()) < 0.2
+        np.testing.assert_array_equal(t["actions"][i].numpy(), ea[np.minimum(k + np.arange(6), len(ea) - 1)])
+        with torch.no_grad():  # the noisy frame k of that episode (sigma ~ e^-3: close to the clean one)
+            mk, _ = vae.encode(data.to_pixels(ds.episode_frames(e)[None, k: k + 1]))
+            other, _ = vae.encode(data.to_pixels(ds.episode_frames(e)[None, (k + 1) % 3: (k + 1) % 3 + 1]))
+        assert float((t["image_mean"][i].float() - mk[0]).abs().max()) < 0.2
+        if every_window:  # and not some other frame of the episode (the synthetic frames are random pixels)
+            assert float((t["image_mean"][i].float() - other[0]).abs().max()) > 0.2
 
 
 def test_export_roundtrip(tmp_path):
