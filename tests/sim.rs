@@ -554,6 +554,7 @@ fn recorded_dataset_has_aligned_frames_actions_and_metadata() {
         episodes_per_shard: 3,
         perturb: 0.0,
         expert: Default::default(),
+        lead: None,
     };
     let meta = record(&cfg, || {}).unwrap();
     assert_eq!(meta.shards.len(), 2);
@@ -598,6 +599,57 @@ fn recorded_dataset_has_aligned_frames_actions_and_metadata() {
     std::fs::remove_dir_all(&out).unwrap();
 }
 
+/// `sim record --lead POLICY`: the policy drives each episode for 0..=N plans, then the expert's
+/// part is recorded from the state it left (DAgger-style hand-over data).
+#[test]
+fn recording_with_a_lead_in_starts_where_the_policy_left_the_arm() {
+    use videovla::sim::dataset::{record, Lead, RecordConfig};
+    let out = std::env::temp_dir().join(format!("videovla-sim-lead-{}", std::process::id()));
+    let cfg = RecordConfig {
+        episodes: 6,
+        split: Split::Train,
+        seed: 40,
+        out: out.clone(),
+        size: 16,
+        episode: EpisodeConfig { image_size: 16, substeps: 1, ..EpisodeConfig::default() },
+        episodes_per_shard: 10,
+        perturb: 0.0,
+        expert: Default::default(),
+        lead: Some(Lead { policy: "random".into(), max_plans: 3 }),
+    };
+    let meta = record(&cfg, || {}).unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("meta.json")).unwrap()).unwrap();
+    assert_eq!((json["lead"].as_str(), json["lead_max_plans"].as_u64()), (Some("random"), Some(3)));
+    let bytes = std::fs::read(out.join(&meta.shards[0])).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let pose: Vec<f32> =
+        st.tensor("ee_pose").unwrap().data().chunks(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+    let mut led = 0;
+    for (i, e) in meta.episodes.iter().enumerate() {
+        assert!(e.lead_actions <= 3 * 3, "{e:?}");
+        assert_eq!(e.frame_count, 1 + e.action_count, "frames align with actions");
+        let start = World::reset(eval_task(i as u64), Split::Train, 40 + i as u64).ee_pose().0;
+        let first = &pose[e.frame_start * 7..e.frame_start * 7 + 7];
+        if e.lead_actions > 0 {
+            led += 1;
+            assert_ne!(first, &start, "episode {i} should start where the lead-in left the arm");
+        } else {
+            assert_eq!(first, &start, "episode {i} had no lead-in");
+        }
+    }
+    assert!(led >= 2, "the lead-in plan counts are drawn from 0..=3: {led} of 6 episodes were led");
+    assert!(meta.episodes.iter().filter(|e| e.success).count() >= 4, "the expert recovers from random lead-ins");
+    // Deterministic: the same config records the same hand-over points.
+    let again = record(&cfg, || {}).unwrap();
+    let counts = |m: &videovla::sim::dataset::DatasetMeta| m.episodes.iter().map(|e| e.lead_actions).collect::<Vec<_>>();
+    assert_eq!(counts(&meta), counts(&again));
+    // A lead policy that does not exist is a clear error.
+    let bad = RecordConfig { lead: Some(Lead { policy: "no/such/model".into(), max_plans: 2 }), ..cfg };
+    let err = record(&bad, || {}).unwrap_err().to_string();
+    assert!(err.contains("no/such/model"), "{err}");
+    std::fs::remove_dir_all(&out).unwrap();
+}
+
 /// `sim record --max-actions K` records the first K actions of each episode (the approach) and says
 /// so in meta.json; the frames still align with the actions.
 #[test]
@@ -614,6 +666,7 @@ fn recording_cut_after_k_actions() {
         episodes_per_shard: 10,
         perturb: 0.0,
         expert: Default::default(),
+        lead: None,
     };
     let meta = record(&cfg, || {}).unwrap();
     let json: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("meta.json")).unwrap()).unwrap();

@@ -161,6 +161,65 @@ def heading(run: str, data_dir: str, vae_dir: str, shuffle_text: bool, frames: i
     heading_report(run + (f" ({T_lat} latent frames)" if frames else "") + (" (instructions shuffled)" if shuffle_text else ""), act, ds, cfg["action_stats"], data_dir)
 
 
+PHASES = ((0, 2, "first plan (k 0-2)"), (3, 8, "approach (k 3-8)"), (9, 14, "middle (k 9-14)"),
+          (15, 10**9, "late (k >= 15)"))
+
+
+@torch.no_grad()
+def phase_gate(run: str, cache_dir: str, n: int, frames: int = 0, bs: int = 250) -> None:
+    """The mid-episode gate: the posterior-mean chunk at the first denoising step (idx 999) for the
+    start frame of windows of every phase (a first-frame-only cache made with --every-window, e.g.
+    of held-out recorded episodes), per phase: arm MSE and gripper accuracy against the expert's
+    chunk, and the heading of the first 3 actions where the expert moves sideways — each with the
+    instructions shuffled beside it, and the per-phase mean predictor's MSE for scale."""
+
+    cfg, tok, shift = load_run(run)
+    ck = torch.load(os.path.join(run, "ckpt.pt"), map_location="cpu", weights_only=False)
+    model = TinyVideoVLA(ck["vocab"], cfg["dit"]["out_channels"])
+    model.load_state_dict(ck["ema"])
+    model.eval()
+    cache = LatentCache(cache_dir, tok, tinysim.TEXT_LEN, stats=cfg["action_stats"], shift=shift)
+    g = torch.Generator().manual_seed(0)
+    pick = torch.randperm(len(cache), generator=g)[: min(n, len(cache))]
+    b = cache.batch(pick)
+    k = cache.t["k"][pick]
+    T = b["actions"]
+    img = (b["image_mean"] * cfg["scaling_factor"]).permute(0, 2, 1, 3, 4)
+    T_lat = frames or cfg["dit"]["latent_frames"]
+    ids_shuf = b["ids"][torch.randperm(len(pick), generator=g)]
+    out = {}
+    for name, ids in (("own", b["ids"]), ("shuffled", ids_shuf)):
+        acts = []
+        for i in range(0, len(pick), bs):
+            m = min(bs, len(pick) - i)
+            xt = torch.randn((m, T_lat) + tuple(img.shape[2:]), generator=g)
+            at = torch.randn((m, 6, 7), generator=g)
+            acts.append(Denoiser(model.dit)(xt, image_concat(img[i: i + m], T_lat), at, denoiser_sigmas()[999].repeat(m),
+                                            torch.full((m,), 999), model.text(ids[i: i + m]),
+                                            torch.zeros(m, dtype=torch.long))[1])
+        out[name] = torch.cat(acts)
+    print(f"{run}: posterior mean at idx 999 ({T_lat} latent frames) on {len(pick)} window starts of {cache_dir} "
+          f"(own instruction / shuffled)", flush=True)
+
+    def heading45(a, sel):
+        pv, yv = a[sel, :3, 3:5].sum(1), T[sel, :3, 3:5].sum(1)
+        moves = yv.norm(dim=1) > 0.3
+        cos = (pv * yv).sum(1) / (pv.norm(dim=1) * yv.norm(dim=1) + 1e-9)
+        return float((cos[moves] > 0.7).float().mean()) if moves.any() else float("nan"), int(moves.sum())
+
+    for lo, hi, label in PHASES + ((0, 10**9, "all"),):
+        sel = (k >= lo) & (k <= hi)
+        if not sel.any():
+            continue
+        mean = T[sel].mean(0, keepdim=True).expand_as(T[sel])
+        h_own, nm = heading45(out["own"], sel)
+        h_shuf, _ = heading45(out["shuffled"], sel)
+        print(f"  {label:20s} n {int(sel.sum()):5d}  arm MSE {arm_mse(out['own'][sel], T[sel]):.4f} / "
+              f"{arm_mse(out['shuffled'][sel], T[sel]):.4f} (mean {arm_mse(mean, T[sel]):.4f})  gripper "
+              f"{grip_acc(out['own'][sel], T[sel]):.3f} / {grip_acc(out['shuffled'][sel], T[sel]):.3f}  "
+              f"heading within 45 deg {h_own:.2f} / {h_shuf:.2f} (n {nm})", flush=True)
+
+
 def latent_cnn(run: str, scenes: str, data_dir: str, vae_dir: str, steps: int) -> None:
     """Is the grounding in the VAE latent at all? baseline_cnn.py's conv net + instruction FiLM, its
     pixel stem replaced by one 3x3 conv on the (C, 8, 8) image latent, trained on a first-frame cache
@@ -243,8 +302,15 @@ def main():
     ap.add_argument("--cnn-steps", type=int, default=3000)
     ap.add_argument("--frames", type=int, default=0, help="with --heading: also gate with only this many latent "
                     "frames fed (1 = the image frame alone, as train_dit.py --scene-frames 1)")
+    ap.add_argument("--phase-gate", default="", help="a first-frame-only cache made with --every-window (held-out "
+                    "episodes): the mid-episode gate per phase instead (with --frames: only that many latent frames)")
+    ap.add_argument("--phase-samples", type=int, default=2000)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
+    if a.phase_gate:
+        for r in a.run:
+            phase_gate(r, a.phase_gate, a.phase_samples, a.frames)
+        return
     if a.heading and a.latent_cnn:
         latent_cnn(a.run[0], a.latent_cnn, a.heading, a.vae, a.cnn_steps)
         return

@@ -172,6 +172,14 @@ pub struct RecordArgs {
     /// (descend while aligning; see README "Embedded model").
     #[arg(long, default_value = "waypoints")]
     pub expert: String,
+    /// Hand-over data (DAgger-style): this policy (a model folder, random, ws://…) drives each
+    /// episode for 0..=--lead-plans plans first, then the expert takes over from the state it left;
+    /// only the expert's part is recorded, so the demonstrations start where the policy goes.
+    #[arg(long)]
+    pub lead: Option<String>,
+    /// With --lead: the most plans the lead policy drives (drawn uniformly per episode).
+    #[arg(long, default_value_t = 8)]
+    pub lead_plans: usize,
     #[command(flatten)]
     pub looping: LoopArgs,
 }
@@ -354,6 +362,7 @@ fn record(a: RecordArgs) -> anyhow::Result<()> {
         episodes_per_shard: a.shard_episodes,
         perturb: a.perturb,
         expert: crate::sim::expert::ExpertStyle::parse(&a.expert)?,
+        lead: a.lead.clone().map(|policy| dataset::Lead { policy, max_plans: a.lead_plans }),
     };
     let t0 = Instant::now();
     let pb = progress_bar(a.episodes, "recording");
@@ -546,6 +555,7 @@ fn bench(a: BenchArgs) -> anyhow::Result<()> {
             episodes_per_shard: 100,
             perturb: 0.0,
             expert: Default::default(),
+            lead: None,
         };
         let t2 = Instant::now();
         let meta = dataset::record(&cfg, || {})?;

@@ -21,7 +21,7 @@
 //! `chunk`, `execute`, `action_convention`, `shards`, and
 //! `episodes`: a list of `{episode, shard, frame_start, frame_count,
 //! action_start, action_count, task, split, seed, instruction, success,
-//! objects, target, reference}`, where the start fields index rows of the
+//! objects, target, reference, lead_actions}`, where the start fields index rows of the
 //! episode's shard. Alignment: with `S = substeps`, an episode's
 //! `frame_count = 1 + S * action_count`; its local frame `k*S` is the
 //! observation before local action `k`, and frames `k*S+1 ..= (k+1)*S` show
@@ -37,6 +37,11 @@
 //! frames = t["frames"][ep["frame_start"]:ep["frame_start"] + ep["frame_count"]]
 //! actions = t["actions"][ep["action_start"]:ep["action_start"] + ep["action_count"]]
 //! ```
+//! With a lead-in (`sim record --lead POLICY`, DAgger-style hand-over data) another policy drives
+//! each episode for a few plans before the expert takes over; only the expert's part is recorded,
+//! so frame 0 of such an episode is the state the policy left (`lead_actions` of its actions were
+//! executed, not recorded; `meta.json` has `lead` and `lead_max_plans`).
+//!
 //! Files are written atomically (temporary file, then rename); `meta.json`
 //! is written last, so a directory with `meta.json` is complete.
 
@@ -46,7 +51,7 @@ use serde::Serialize;
 
 use super::eval::{run_episode, task_for, EpisodeConfig};
 use super::expert::ExpertStyle;
-use super::policy::PerturbedExpert;
+use super::policy::{make_policy, PerturbedExpert, Policy};
 use super::render::Renderer;
 use super::tasks::Split;
 use super::world::World;
@@ -67,6 +72,18 @@ pub struct RecordConfig {
     pub perturb: f64,
     /// Which expert demonstrates.
     pub expert: ExpertStyle,
+    /// Hand-over data: this policy drives each episode first (see [`Lead`]).
+    pub lead: Option<Lead>,
+}
+
+/// DAgger-style hand-over: `policy` (any `sim eval --policy` spec, e.g. a model folder) drives each
+/// episode for a number of plans drawn uniformly from `0..=max_plans` (seeded by the episode seed),
+/// then the expert takes over and only the expert's part is recorded — demonstrations that start in
+/// the states the policy's own chunks lead to, labelled by the expert.
+#[derive(Clone, Debug)]
+pub struct Lead {
+    pub policy: String,
+    pub max_plans: usize,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -86,6 +103,8 @@ pub struct EpisodeMeta {
     pub objects: Vec<String>,
     pub target: usize,
     pub reference: Option<usize>,
+    /// Actions the lead-in policy executed before the recording starts (0 without `--lead`).
+    pub lead_actions: usize,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -108,6 +127,8 @@ pub struct DatasetMeta {
     /// Episodes were cut after this many actions (0 = not cut); a cut episode has
     /// `success: false` and `action_count == max_actions`.
     pub max_actions: usize,
+    pub lead: Option<String>,
+    pub lead_max_plans: usize,
     pub action_convention: String,
     pub ee_pose_convention: String,
     pub shards: Vec<String>,
@@ -159,9 +180,47 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     std::fs::rename(&tmp, path).map_err(|e| anyhow::anyhow!("cannot rename {} to {}: {e}", tmp.display(), path.display()))
 }
 
+/// Let `policy` drive `world` for a number of plans drawn from `0..=max_plans` (seeded by the
+/// episode seed; fewer if the episode ends first), executing `cfg.execute` actions of each chunk;
+/// returns the number of actions executed.
+fn lead_in(
+    world: &mut World,
+    policy: &mut dyn Policy,
+    max_plans: usize,
+    cfg: &EpisodeConfig,
+    renderer: &mut Renderer,
+) -> anyhow::Result<usize> {
+    use rand::{Rng, SeedableRng};
+    let plans = rand_chacha::ChaCha8Rng::seed_from_u64(world.seed ^ 0x4c45_4144).random_range(0..=max_plans);
+    policy.reset(world.seed);
+    let limit = world.task.kind.max_steps();
+    let mut n = 0;
+    for _ in 0..plans {
+        if world.success() || world.steps >= limit {
+            break;
+        }
+        let size = if policy.needs_image() { cfg.image_size } else { 0 };
+        let chunk = policy.act(&world.observation_with(renderer, size))?;
+        anyhow::ensure!(!chunk.is_empty(), "lead policy {} returned an empty action chunk", policy.name());
+        for a in chunk.iter().take(cfg.execute) {
+            world.step(a)?;
+            n += 1;
+            if world.success() || world.steps >= limit {
+                break;
+            }
+        }
+    }
+    Ok(n)
+}
+
 /// Record `cfg.episodes` expert episodes, pushed off course with probability `cfg.perturb` per plan (tasks cycle pick, stack, place; seeds `seed..`).
 pub fn record(cfg: &RecordConfig, mut progress: impl FnMut()) -> anyhow::Result<DatasetMeta> {
     let mut policy = PerturbedExpert::new(cfg.episode.chunk, cfg.perturb)?.with_style(cfg.expert);
+    // Before anything is written: a bad lead policy must not cost an existing dataset its meta.json.
+    let mut lead = match &cfg.lead {
+        Some(l) => Some((make_policy(&l.policy, cfg.episode.chunk, cfg.seed)?, l.max_plans)),
+        None => None,
+    };
     std::fs::create_dir_all(&cfg.out)
         .map_err(|e| anyhow::anyhow!("cannot create output directory {}: {e}", cfg.out.display()))?;
     // An existing dataset is incomplete from here on until the new meta.json lands.
@@ -184,6 +243,8 @@ pub fn record(cfg: &RecordConfig, mut progress: impl FnMut()) -> anyhow::Result<
         perturb: cfg.perturb,
         expert: cfg.expert.name().into(),
         max_actions: cfg.episode.max_actions,
+        lead: cfg.lead.as_ref().map(|l| l.policy.clone()),
+        lead_max_plans: cfg.lead.as_ref().map_or(0, |l| l.max_plans),
         action_convention: "[droll, dpitch, dyaw (rad, added to sxyz Euler angles), dx, dy, dz (m, base frame), \
                             gripper (1 open, 0 closed)]"
             .into(),
@@ -196,6 +257,10 @@ pub fn record(cfg: &RecordConfig, mut progress: impl FnMut()) -> anyhow::Result<
     for i in 0..cfg.episodes {
         let seed = cfg.seed + i as u64;
         let mut world = World::reset(task_for(i as u64), cfg.split, seed);
+        let lead_actions = match lead.as_mut() {
+            Some((p, max_plans)) => lead_in(&mut world, p.as_mut(), *max_plans, &cfg.episode, &mut renderer)?,
+            None => 0,
+        };
         let (frame_start, action_start) = (shard.n_frames(), shard.n_actions());
         let outcome = run_episode(&mut world, &mut policy, &cfg.episode, |w| {
             renderer.render_into(w, cfg.size, cfg.size, &mut buf);
@@ -222,6 +287,7 @@ pub fn record(cfg: &RecordConfig, mut progress: impl FnMut()) -> anyhow::Result<
             objects: world.objects.iter().map(|o| o.name()).collect(),
             target: world.task.target,
             reference: world.task.reference,
+            lead_actions,
         });
         progress();
         let last = i + 1 == cfg.episodes;
