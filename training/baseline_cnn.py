@@ -79,16 +79,39 @@ def load_windows(spec: str):
         xs.append(ds.episode_frames(e)[np.arange(m) * sub])
         acts.append(a[np.minimum(np.arange(m)[:, None] + np.arange(6)[None], n - 1)])
         texts += [ep["instruction"]] * m
-        # Where the expert's gripper is when it first closes (the target) and when it next opens
-        # (the destination; the target again for pick): a grounding label for every window.
-        shard = ds._shard(ep["shard"]).get_slice("ee_pose")
-        pose = np.asarray(shard[ep["frame_start"]: ep["frame_start"] + ep["frame_count"]])
-        close = int(np.argmax(a[:, 6] < 0.5)) if (a[:, 6] < 0.5).any() else n - 1
-        after = np.nonzero(a[close:, 6] > 0.5)[0]
-        release = close + int(after[0]) if len(after) else close
-        g = np.concatenate([pose[close * sub, :2], pose[release * sub, :2]]) / 0.15
-        goals.append(np.repeat(g[None].astype(np.float32), m, 0))
+        goals.append(np.repeat(episode_goal(ds, e, a)[None], m, 0))
     return torch.from_numpy(np.concatenate(xs)), np.concatenate(acts), texts, torch.from_numpy(np.concatenate(goals))
+
+
+def episode_goal(ds: SimDataset, e: int, a: np.ndarray) -> np.ndarray:
+    """Where the expert's gripper is when it first closes (the target) and when it next opens (the
+    destination; the target again for pick), x and y / 0.15 m: a grounding label for every window."""
+    ep = ds.episodes[e]
+    n = len(a)
+    shard = ds._shard(ep["shard"]).get_slice("ee_pose")
+    pose = np.asarray(shard[ep["frame_start"]: ep["frame_start"] + ep["frame_count"]])
+    close = int(np.argmax(a[:, 6] < 0.5)) if (a[:, 6] < 0.5).any() else n - 1
+    after = np.nonzero(a[close:, 6] > 0.5)[0]
+    release = close + int(after[0]) if len(after) else close
+    return (np.concatenate([pose[close * ds.substeps, :2], pose[release * ds.substeps, :2]]) / 0.15).astype(np.float32)
+
+
+def load_latent_windows(cache: str):
+    """The same as load_windows from a `cache_latents.py --first-frame-only --every-window` cache:
+    the VAE image latent of each window's start frame (C, 8, 8) instead of its pixels; goals from
+    the recording the cache was made from."""
+    with open(os.path.join(cache, "meta.json")) as f:
+        meta = json.load(f)
+    ds = SimDataset(meta["data"], num_frames=6 * json.load(open(os.path.join(meta["data"], "meta.json")))["substeps"] + 1)
+    goal = np.stack([episode_goal(ds, e, ds.episode_actions(e)) for e in range(len(ds))])
+    xs, acts, eps = [], [], []
+    for sh in meta["shards"]:
+        t = load_file(os.path.join(cache, sh))
+        xs.append(t["image_mean"][:, :, 0])
+        acts.append(t["actions"].numpy())
+        eps.append(t["episode"].numpy())
+    ep = np.concatenate(eps)
+    return torch.cat(xs), np.concatenate(acts), [ds.episodes[e]["instruction"] for e in ep], torch.from_numpy(goal[ep])
 
 
 class Text:
@@ -100,18 +123,45 @@ class Text:
         return torch.tensor([self.cache.setdefault(t, tokenize(self.tok, t, tinysim.TEXT_LEN)) for t in texts])
 
 
+class Inputs:
+    """What the net sees: the 64x64 pixels, or (`--latents`) the VAE image latent of the frame,
+    standardised per element with the training set's mean and std."""
+
+    def __init__(self, mean: torch.Tensor | None = None, std: torch.Tensor | None = None, vae_dir: str = ""):
+        self.mean, self.std, self.vae_dir, self.vae = mean, std, vae_dir, None
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return pixels(x) if self.mean is None else (x.float() - self.mean) / self.std
+
+    def from_image(self, image_u8: np.ndarray) -> torch.Tensor:
+        x = torch.from_numpy(np.ascontiguousarray(image_u8))[None]
+        if self.mean is None:
+            return pixels(x)
+        if self.vae is None:
+            from cache_latents import load_vae
+            from data import to_pixels
+
+            self.vae, self._to_pixels = load_vae(self.vae_dir)[0], to_pixels
+        with torch.no_grad():
+            return self(self.vae.encode(self._to_pixels(x.numpy()[:, None]))[0][:, :, 0])
+
+
 def load_run(run: str, text: Text):
     sd = load_file(os.path.join(run, "net.safetensors"))
-    net = Net(text.tok.get_vocab_size(), aux=sd["aux.weight"].shape[0] if "aux.weight" in sd else 0)
+    with open(os.path.join(run, "stats.json")) as f:
+        stats = json.load(f)
+    mean, std = sd.pop("in_mean", None), sd.pop("in_std", None)
+    net = Net(text.tok.get_vocab_size(), aux=sd["aux.weight"].shape[0] if "aux.weight" in sd else 0,
+              in_channels=0 if mean is None else mean.shape[0])
     net.load_state_dict(sd)
     net.eval()
-    with open(os.path.join(run, "stats.json")) as f:
-        return net, json.load(f)
+    return net, stats, Inputs(mean, std, stats.get("vae", ""))
 
 
 def train(a, text: Text):
     torch.manual_seed(a.seed)
-    parts = [load_windows(d) for d in a.data.split(",")]
+    load = load_latent_windows if a.latents else load_windows
+    parts = [load(d) for d in a.data.split(",")]
     x = torch.cat([p[0] for p in parts])
     acts = np.concatenate([p[1] for p in parts])
     texts = sum((p[2] for p in parts), [])
@@ -119,15 +169,22 @@ def train(a, text: Text):
     stats = action_statistics(parts[0][1][:, 0])  # every action of the first dataset once
     y = torch.from_numpy(normalize_actions(acts, stats))
     ids = text.ids(texts)
-    xv, av, tv, gv = load_windows(a.val)
-    xva, yva, iva = pixels(xv[::4]), torch.from_numpy(normalize_actions(av[::4], stats)), text.ids(tv[::4])
+    inp = Inputs()
+    if a.latents:
+        with open(os.path.join(a.data.split(",")[0], "meta.json")) as f:
+            vae_dir = json.load(f)["vae"]
+        xs = x[torch.randperm(len(x))[:20000]].float()
+        inp = Inputs(xs.mean(0), xs.std(0) + 1e-3, vae_dir)
+        stats["vae"] = vae_dir
+    xv, av, tv, gv = load(a.val)
+    xva, yva, iva = inp(xv[::4]), torch.from_numpy(normalize_actions(av[::4], stats)), text.ids(tv[::4])
     print(f"{len(x)} windows; {len(xva)} held-out", flush=True)
-    net = Net(text.tok.get_vocab_size(), aux=4 if a.aux_goal > 0 else 0)
+    net = Net(text.tok.get_vocab_size(), aux=4 if a.aux_goal > 0 else 0, in_channels=x.shape[1] if a.latents else 0)
     opt = torch.optim.AdamW(net.parameters(), a.lr, weight_decay=1e-4)
     t0 = time.time()
     for s in range(a.steps):
         idx = torch.randint(0, len(x), (a.batch,))
-        p, g = net(pixels(x[idx]), ids[idx], with_aux=True) if a.aux_goal > 0 else (net(pixels(x[idx]), ids[idx]), None)
+        p, g = net(inp(x[idx]), ids[idx], with_aux=True) if a.aux_goal > 0 else (net(inp(x[idx]), ids[idx]), None)
         loss = ((p[..., :6] - y[idx][..., :6]) ** 2).mean() \
             + nn.functional.binary_cross_entropy_with_logits(p[..., 6], y[idx][..., 6])
         if g is not None:
@@ -148,15 +205,18 @@ def train(a, text: Text):
             print(f"step {s + 1}/{a.steps}: held-out arm MSE {mse:.3f}, gripper {grip:.3f} | {time.time() - t0:.0f} s",
                   flush=True)
     os.makedirs(a.out, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, os.path.join(a.out, "net.safetensors.tmp"))
+    sd = {k: v.contiguous() for k, v in net.state_dict().items()}
+    if inp.mean is not None:
+        sd.update(in_mean=inp.mean.contiguous(), in_std=inp.std.contiguous())
+    save_file(sd, os.path.join(a.out, "net.safetensors.tmp"))
     os.replace(os.path.join(a.out, "net.safetensors.tmp"), os.path.join(a.out, "net.safetensors"))
     with open(os.path.join(a.out, "stats.json"), "w") as f:
         json.dump(stats, f)
 
 
-def act(net, stats, text: Text, image_u8: np.ndarray, prompt: str) -> np.ndarray:
+def act(net, stats, inp: Inputs, text: Text, image_u8: np.ndarray, prompt: str) -> np.ndarray:
     with torch.no_grad():
-        p = net(pixels(torch.from_numpy(np.ascontiguousarray(image_u8))[None]), text.ids([prompt]))[0].numpy()
+        p = net(inp.from_image(image_u8), text.ids([prompt]))[0].numpy()
     p[:, 6] = (p[:, 6] > 0).astype(np.float32)
     return unnormalize_actions(p, stats).astype(np.float32)
 
@@ -168,13 +228,13 @@ def serve(a, text: Text):
     except ImportError as e:
         sys.exit(f"serve needs websockets and openpi-client ({e}); pip install websockets openpi-client")
     torch.set_num_threads(1)
-    net, stats = load_run(a.run, text)
+    net, stats, inp = load_run(a.run, text)
 
     def handler(ws):
         ws.send(msgpack_numpy.packb({"name": f"baseline-cnn:{a.run}"}))
         for msg in ws:
             obs = msgpack_numpy.unpackb(msg)
-            ws.send(msgpack_numpy.packb({"actions": act(net, stats, text, obs["observation/image"], obs["prompt"])}))
+            ws.send(msgpack_numpy.packb({"actions": act(net, stats, inp, text, obs["observation/image"], obs["prompt"])}))
 
     with ws_serve(handler, "127.0.0.1", a.port, compression=None, max_size=None) as srv:
         print(f"serving {a.run} on ws://127.0.0.1:{a.port}", flush=True)
@@ -182,14 +242,14 @@ def serve(a, text: Text):
 
 
 def heading(a, text: Text):
-    net, stats = load_run(a.run, text)
+    net, stats, inp = load_run(a.run, text)
     ds = SimDataset(a.val)
     rows = []
     for e in range(len(ds)):
         ep = ds.episodes[e]
         prompt = ds.episodes[(e + 1) % len(ds)]["instruction"] if a.shuffle_text else ep["instruction"]
         with torch.no_grad():
-            p = net(pixels(torch.from_numpy(np.ascontiguousarray(ds.episode_frames(e)[:1]))), text.ids([prompt]))[0]
+            p = net(inp.from_image(ds.episode_frames(e)[0]), text.ids([prompt]))[0]
         y = normalize_actions(ds.episode_actions(e)[:3], stats)
         pv, yv = p[:3, 3:5].sum(0).numpy(), y[:, 3:5].sum(0)
         cos = float(pv @ yv / (np.linalg.norm(pv) * np.linalg.norm(yv) + 1e-9))
@@ -224,6 +284,9 @@ def main():
     t.add_argument("--threads", type=int, default=2)
     t.add_argument("--aux-goal", type=float, default=0.0,
                    help="weight of an auxiliary loss: predict where the expert grasps and releases (x, y) from every window")
+    t.add_argument("--latents", action="store_true",
+                   help="--data and --val are `cache_latents.py --first-frame-only --every-window` caches: the net "
+                        "reads the VAE image latent (C, 8, 8) instead of the pixels (is the latent enough for a policy?)")
     s = sub.add_parser("serve")
     s.add_argument("--run", required=True)
     s.add_argument("--port", type=int, default=8765)

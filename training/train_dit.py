@@ -311,6 +311,9 @@ def main():
     ap.add_argument("--init", default="",
                     help="warm start: model and EMA weights from this checkpoint (a finished run's ckpt.pt), fresh "
                          "optimiser and LR schedule; ignored when --out already holds a checkpoint (resume)")
+    ap.add_argument("--new-latent-space", action="store_true",
+                    help="with --init: the caches come from a different VAE than the init run's, so take the latent "
+                         "scale and shift from these caches instead of the init run's (the DiT's weights are kept)")
     a = ap.parse_args()
     set_threads(a.threads)
     scene_frames = [int(v) for v in a.scene_frames.split(",")]
@@ -334,7 +337,7 @@ def main():
     if init_dir and os.path.exists(os.path.join(init_dir, "config.json")):
         with open(os.path.join(init_dir, "config.json")) as f:
             init_info = json.load(f)
-    scale = a.scale or float(init_info.get("scaling_factor") or
+    scale = a.scale or float((not a.new_latent_space and init_info.get("scaling_factor")) or
                              meta.get("content_scaling_factor", meta["scaling_factor"]))
     cache = LatentCache(a.latents, tok, tinysim.TEXT_LEN, stats=init_info.get("action_stats"))
     shift = None
@@ -343,7 +346,7 @@ def main():
         init_shift = os.path.join(init_dir, "latent_shift.safetensors") if init_dir else ""
         if os.path.exists(shift_path):  # resume: the same shift
             shift = load_file(shift_path)["latent_shift"]
-        elif init_shift and os.path.exists(init_shift):  # warm start: the shift its weights were trained with
+        elif init_shift and os.path.exists(init_shift) and not a.new_latent_space:  # warm start: the shift its weights were trained with
             shift = load_file(init_shift)["latent_shift"]
             save_file({"latent_shift": shift.contiguous()}, shift_path + ".tmp")
             os.replace(shift_path + ".tmp", shift_path)

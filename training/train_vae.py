@@ -29,14 +29,26 @@ from data import SimDataset, to_pixels  # noqa: E402
 from videovla_ref.vae import CogVideoXVAE  # noqa: E402
 
 
-def vae_loss(vae: CogVideoXVAE, x: torch.Tensor, kl_weight: float, gen: torch.Generator | None = None):
+def vae_loss(vae: CogVideoXVAE, x: torch.Tensor, kl_weight: float, gen: torch.Generator | None = None,
+             focus: torch.Tensor | None = None, focus_weight: float = 0.0):
+    """MSE + L1 + kl_weight * KL. With `focus` (the mean frame of the data, (3, H, W)) each pixel's
+    error is weighted by 1 + focus_weight * |x - focus| (mean over colour): the objects and the
+    gripper — the few pixels that differ from the static table — count more than the table."""
     mean, logvar = vae.encode(x)
     z = mean + torch.exp(0.5 * logvar) * torch.randn(mean.shape, generator=gen)
     rec = vae.decode(z)
-    mse = (rec - x).pow(2).mean()
-    l1 = (rec - x).abs().mean()
+    w = focus_weights(x, focus, focus_weight) if focus is not None and focus_weight > 0 else 1.0
+    mse = ((rec - x).pow(2) * w).mean()
+    l1 = ((rec - x).abs() * w).mean()
     kl = 0.5 * (mean.pow(2) + logvar.exp() - 1 - logvar).sum() / x.numel()
     return mse + l1 + kl_weight * kl, {"mse": float(mse.detach()), "l1": float(l1.detach()), "kl": float(kl.detach())}
+
+
+def focus_weights(x: torch.Tensor, focus: torch.Tensor, focus_weight: float) -> torch.Tensor:
+    """(B, 1, F, H, W) per-pixel loss weights 1 + focus_weight * |x - focus| (mean over colour), scaled
+    to mean 1, for videos x (B, 3, F, H, W) and the mean frame focus (3, H, W)."""
+    w = 1 + focus_weight * (x - focus[None, :, None]).abs().mean(1, keepdim=True)
+    return w / w.mean()
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -84,16 +96,28 @@ def main():
     ap.add_argument("--val-clips", type=int, default=16)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--channels", default="",
+                    help="block_out_channels, comma-separated (default: tinysim.PRESET, 4,8,16,16)")
+    ap.add_argument("--focus", type=float, default=0.0,
+                    help="weight the reconstruction error of pixels that differ from the data's mean frame (objects, "
+                         "gripper) by 1 + FOCUS * |x - mean| (0 = plain MSE + L1)")
+    ap.add_argument("--init", default="", help="start from these VAE weights (a vae.pt), e.g. to continue a finished run")
     a = ap.parse_args()
     set_threads(a.threads)
     os.makedirs(a.out, exist_ok=True)
     torch.manual_seed(a.seed)
-    cfg = tinysim.vae_config(**tinysim.PRESET["vae"])
+    preset = dict(tinysim.PRESET["vae"])
+    if a.channels:
+        preset["block_out_channels"] = tuple(int(c) for c in a.channels.split(","))
+    cfg = tinysim.vae_config(**preset)
     vae = CogVideoXVAE.from_config(cfg)
     opt = torch.optim.AdamW(vae.parameters(), lr=a.lr, betas=(0.9, 0.99), weight_decay=0.0)
     ckpt_path = os.path.join(a.out, "ckpt.pt")
     step = 0
     ck = load_ckpt(ckpt_path)
+    if ck is None and a.init:
+        vae.load_state_dict(torch.load(a.init, map_location="cpu"))
+        print(f"initialised from {a.init}", flush=True)
     if ck is not None:
         vae.load_state_dict(ck["model"])
         opt.load_state_dict(ck["opt"])
@@ -105,6 +129,10 @@ def main():
     ds = SimDataset(a.data)
     val = val_clips(SimDataset(a.val), a.val_clips, 17)
     rng = np.random.default_rng(a.seed + step)
+    focus = None
+    if a.focus > 0:  # the mean frame over 256 random frames (the camera and the table never move)
+        picks = [f[rng.integers(len(f))] for f in (ds.episode_frames(int(e)) for e in rng.integers(len(ds), size=256))]
+        focus = to_pixels(np.stack(picks)[:, None]).mean(0)[:, 0]  # (3, H, W)
     prog = Progress(a.out, a.steps, step, "vae")
     t_start = time.time()
     best = None
@@ -118,7 +146,7 @@ def main():
         x = to_pixels(np.stack(clips))
         for g in opt.param_groups:
             g["lr"] = cosine_lr(step, a.steps, a.lr, warmup=100)
-        loss, parts = vae_loss(vae, x, a.kl_weight)
+        loss, parts = vae_loss(vae, x, a.kl_weight, focus=focus, focus_weight=a.focus)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)

@@ -21,7 +21,7 @@ sys.path.insert(0, TRAINING)
 import data  # noqa: E402
 import tinysim  # noqa: E402
 from train_dit import TinyVideoVLA, build_tokenizer, diffusion_loss  # noqa: E402
-from train_vae import vae_loss  # noqa: E402
+from train_vae import focus_weights, vae_loss  # noqa: E402
 from videovla_ref.randinit import randomize_  # noqa: E402
 from videovla_ref.sampling import denoiser_sigmas  # noqa: E402
 from videovla_ref.vae import CogVideoXVAE  # noqa: E402
@@ -114,6 +114,21 @@ def test_vae_step_lowers_loss():
 
     first, last = _steps_lower_loss(vae.parameters(), loss_fn)
     assert last < 0.9 * first
+
+
+def test_focus_weights_count_the_pixels_that_differ_from_the_mean_frame():
+    focus = torch.zeros(3, 16, 16)
+    x = torch.zeros(1, 3, 9, 16, 16)
+    x[0, :, 1, 2, 3] = 1.0  # one "object" pixel in the second frame; everything else is the mean frame
+    w = focus_weights(x, focus, 10.0)
+    assert w.shape == (1, 1, 9, 16, 16)
+    assert abs(float(w.mean()) - 1.0) < 1e-6
+    assert float(w[0, 0, 1, 2, 3]) == pytest.approx(11 * float(w[0, 0, 0, 0, 0]))
+    # a reconstruction error on that pixel costs the focused loss 11x what it costs on a table pixel
+    vae = CogVideoXVAE.from_config(tinysim.vae_config(block_out_channels=(4, 8, 8, 8), latent_channels=4, groups=4))
+    plain = vae_loss(vae, x, 0.0, torch.Generator().manual_seed(1))[1]
+    focused = vae_loss(vae, x, 0.0, torch.Generator().manual_seed(1), focus=focus, focus_weight=10.0)[1]
+    assert focused["mse"] != pytest.approx(plain["mse"])
 
 
 def _tiny_batch(B, C, g):
