@@ -35,12 +35,15 @@ from videovla_ref.modeldir import tokenize  # noqa: E402
 
 
 class Net(nn.Module):
-    def __init__(self, vocab: int, aux: int = 0, in_channels: int = 0):
-        """64x64 pixels in, or with `in_channels` an 8x8 latent of that many channels (probe_image.py)."""
+    def __init__(self, vocab: int, aux: int = 0, in_channels: int = 0, stem_depth: int = 1):
+        """64x64 pixels in, or with `in_channels` an 8x8 latent of that many channels (probe_image.py),
+        through `stem_depth` 3x3 convs (3 = as many as the pixel stem has)."""
         super().__init__()
         self.aux = nn.Linear(256, aux) if aux else None
         self.emb = nn.EmbeddingBag(vocab, 64, mode="mean")
-        self.stem = nn.Conv2d(in_channels, 64, 3, 1, 1) if in_channels else nn.Sequential(
+        latent_stem = [nn.Conv2d(in_channels, 64, 3, 1, 1)] + sum(
+            ([nn.SiLU(), nn.Conv2d(64, 64, 3, 1, 1)] for _ in range(stem_depth - 1)), [])
+        self.stem = (latent_stem[0] if stem_depth == 1 else nn.Sequential(*latent_stem)) if in_channels else nn.Sequential(
             nn.Conv2d(3, 32, 4, 2, 1), nn.SiLU(), nn.Conv2d(32, 64, 4, 2, 1), nn.SiLU(), nn.Conv2d(64, 64, 4, 2, 1))
         self.film = nn.Linear(64, 128)
         self.body = nn.Sequential(nn.SiLU(), nn.Conv2d(64, 64, 3, 1, 1), nn.SiLU(), nn.Conv2d(64, 64, 3, 1, 1), nn.SiLU())
@@ -152,7 +155,7 @@ def load_run(run: str, text: Text):
         stats = json.load(f)
     mean, std = sd.pop("in_mean", None), sd.pop("in_std", None)
     net = Net(text.tok.get_vocab_size(), aux=sd["aux.weight"].shape[0] if "aux.weight" in sd else 0,
-              in_channels=0 if mean is None else mean.shape[0])
+              in_channels=0 if mean is None else mean.shape[0], stem_depth=stats.get("stem_depth", 1))
     net.load_state_dict(sd)
     net.eval()
     return net, stats, Inputs(mean, std, stats.get("vae", ""))
@@ -179,7 +182,9 @@ def train(a, text: Text):
     xv, av, tv, gv = load(a.val)
     xva, yva, iva = inp(xv[::4]), torch.from_numpy(normalize_actions(av[::4], stats)), text.ids(tv[::4])
     print(f"{len(x)} windows; {len(xva)} held-out", flush=True)
-    net = Net(text.tok.get_vocab_size(), aux=4 if a.aux_goal > 0 else 0, in_channels=x.shape[1] if a.latents else 0)
+    net = Net(text.tok.get_vocab_size(), aux=4 if a.aux_goal > 0 else 0, in_channels=x.shape[1] if a.latents else 0,
+              stem_depth=a.stem_depth)
+    stats["stem_depth"] = a.stem_depth
     opt = torch.optim.AdamW(net.parameters(), a.lr, weight_decay=1e-4)
     t0 = time.time()
     for s in range(a.steps):
@@ -284,6 +289,7 @@ def main():
     t.add_argument("--threads", type=int, default=2)
     t.add_argument("--aux-goal", type=float, default=0.0,
                    help="weight of an auxiliary loss: predict where the expert grasps and releases (x, y) from every window")
+    t.add_argument("--stem-depth", type=int, default=1, help="with --latents: 3x3 convs in the latent stem")
     t.add_argument("--latents", action="store_true",
                    help="--data and --val are `cache_latents.py --first-frame-only --every-window` caches: the net "
                         "reads the VAE image latent (C, 8, 8) instead of the pixels (is the latent enough for a policy?)")
