@@ -6,7 +6,8 @@
 #
 # Stages (each resumable; a finished stage is skipped when its output exists):
 #   1. record    videovla sim record: data/sim-train (3000 expert episodes), data/sim-val (100, seeds 900000+)
-#   2. vae       training/train_vae.py   -> runs/vae        (VAE_MIN minutes)
+#   2. vae       training/train_vae.py   -> runs/vae        (VAE_MIN minutes): [8, 8, 16, 16] channels, object-weighted
+#                loss (--focus 10), so the latent keeps the eight colours the instructions name
 #   3. cache     training/cache_latents.py -> data/latents, data/latents-val
 #   4. dit       training/train_dit.py   -> runs/dit        (DIT_MIN minutes)
 #   4b. more     (DIT_MORE_STEPS > 0) the joint DiT continued on both cores, warm-started from runs/dit
@@ -18,15 +19,19 @@
 #                cache_latents.py --first-frame-only -> data/latents-scenes); the DiT so far with a FRESH T5 trained on
 #                scene samples alone, image frame only (--batch 0 --scene-frames 1 --fresh-text-encoder, lr 1e-3) ->
 #                runs/dit-bind; then the released loss again on the windows + scene samples -> runs/dit-ground,
-#                then mostly windows -> runs/dit-ground2 (the shipped eighth run's recipe)
-#   5. export    training/export.py      -> models/tiny-sim (+ dataset_statistics.json), guidance chosen on held-out windows
+#                then mostly windows -> runs/dit-ground2 (the eighth run's recipe)
+#   4e. policy   (POLICY_STEPS > 0) 24,000 full expert episodes at one frame per action (sim record --substeps 1),
+#                the start frame + 6 actions of every window (cache_latents.py --first-frame-only --every-window ->
+#                data/latents-mid, ~480,000 scene samples), the DiT so far continued on 8 windows + 128 one-frame
+#                scene samples per step -> runs/dit-policy (the shipped ninth run's last stage)
+#   5. export    training/export.py      -> models/tiny-sim (+ dataset_statistics.json), no guidance (the shipped setting)
 #   6. fixture   training/tiny_sim_fixture.py -> tests/fixtures/tiny_sim_pipeline.*
 #   7. ablation  (ABLATION=1) the same DiT budget with --video-loss-weight 0 -> runs/dit-action-only,
 #                trained at the same time as stage 4 (one core each), exported to runs/ablation-action-only/model
 # Environment: VAE_MIN (18), DIT_MIN (60), DIT_STEPS (LR schedule length, 4000), EPISODES (3000),
 # DIT_MORE_STEPS (9000; 0 = ship stage 4's DiT), DIT_MORE_MIN (95), RECOVERY_STEPS (9000; 0 = skip 4c),
 # RECOVERY_MIN (95), RECOVERY_CACHE_MIN (25), GROUND_STEPS (2000; 0 = skip 4d), GROUND_MIN (30),
-# CACHE_MIN (15), LATENT_SCALE (0 = from the cache: 0.4 / content std), ABLATION (1; 0 = the joint model alone, on both cores), PY (venv python), BIN.
+# POLICY_STEPS (9000; 0 = skip 4e), POLICY_MIN (65), CACHE_MIN (15), LATENT_SCALE (0 = from the cache: 0.4 / content std), ABLATION (1; 0 = the joint model alone, on both cores), PY (venv python), BIN.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p runs data
@@ -39,7 +44,7 @@ fi
 PY="${PY:-$HOME/.cache/videovla/venv/bin/python}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/videovla/target}"
 BIN="${BIN:-$CARGO_TARGET_DIR/release/videovla}"
-VAE_MIN="${VAE_MIN:-18}"; DIT_MIN="${DIT_MIN:-60}"; DIT_STEPS="${DIT_STEPS:-4000}"
+VAE_MIN="${VAE_MIN:-40}"; DIT_MIN="${DIT_MIN:-60}"; DIT_STEPS="${DIT_STEPS:-4000}"
 LATENT_SCALE="${LATENT_SCALE:-0}"; EPISODES="${EPISODES:-3000}"; CACHE_MIN="${CACHE_MIN:-15}"
 export OMP_WAIT_POLICY=PASSIVE   # shared 2-core machine: do not spin-wait
 T0=$(date +%s)
@@ -55,7 +60,8 @@ stage "1 record"
 
 stage "2 vae"
 [ -f runs/vae/done ] || { "$PY" training/train_vae.py --data data/sim-train --val data/sim-val --out runs/vae \
-    --steps 1200 --minutes "$VAE_MIN" --batch 8 --frames 9 --eval-every 200 && touch runs/vae/done; }
+    --channels 8,8,16,16 --focus 10 --steps 2400 --minutes "$VAE_MIN" --batch 8 --frames 9 --lr 2e-3 \
+    --eval-every 200 && touch runs/vae/done; }
 
 stage "3 cache"
 # every window of as many episodes as CACHE_MIN allows (one encode per episode, random episode order)
@@ -126,8 +132,23 @@ if [ "$GROUND_STEPS" -gt 0 ]; then
   SHIP=runs/dit-ground2
 fi
 
+POLICY_STEPS="${POLICY_STEPS:-9000}"; POLICY_MIN="${POLICY_MIN:-65}"
+if [ "$POLICY_STEPS" -gt 0 ]; then
+  stage "4e policy budget: every window start of 24,000 episodes as one-frame scene samples"
+  [ -f data/sim-mid/meta.json ] || "$BIN" sim record --episodes 24000 --seed 200000 --substeps 1 \
+      --out data/sim-mid --overwrite
+  [ -f data/latents-mid/meta.json ] || "$PY" training/cache_latents.py --data data/sim-mid --vae runs/vae \
+      --out data/latents-mid --first-frame-only --every-window
+  [ -f runs/dit-policy/done ] || { "$PY" training/train_dit.py --latents data/latents --val-latents data/latents-val \
+      --scene-latents data/latents-mid --batch 8 --scene-batch 128 --scene-frames 1 \
+      --init "$SHIP/ckpt.pt" --out runs/dit-policy --steps "$POLICY_STEPS" --minutes "$POLICY_MIN" --lr 4e-4 \
+      --ema 0.995 --threads 2 --seed 41 --eval-every 1500 && touch runs/dit-policy/done; }
+  SHIP=runs/dit-policy
+fi
+
 stage "5 export"
-"$PY" training/export.py --vae runs/vae --dit "$SHIP" --val-latents data/latents-val --out models/tiny-sim
+# no guidance (scale 0), as shipped since the eighth run: guidance did not help the closed loop
+"$PY" training/export.py --vae runs/vae --dit "$SHIP" --val-latents data/latents-val --out models/tiny-sim --guidance 0
 
 stage "6 fixture"
 "$PY" training/tiny_sim_fixture.py --model models/tiny-sim --out tests/fixtures --data data/sim-val
